@@ -1,0 +1,337 @@
+"""The attack contract: one call signature, one result type, and the guarantees every attack gets.
+
+An attack subclass implements only its algorithm, :meth:`Attack.perturb`, on a batch of
+samples that still need attacking. :meth:`Attack.__call__` does the rest once for all:
+validation, eval mode with frozen weights (gradients w.r.t. inputs only), seeding,
+skipping samples that are already misclassified or already broken at a smaller eps,
+batching, projection into the eps ball and the bounds, re-prediction of every returned
+example, and cost accounting.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from robustness.errors import AttackError
+from robustness.model import ModelUnderTest, load_model
+from robustness.threat import check_eps, check_norm, clip_to_ball_and_bounds, lp_norm
+
+TARGET_MODES = ("random", "least-likely")
+
+
+@dataclass
+class AttackResult:
+    """What one attack did at one eps. Tensors live on the model's device (``x_adv`` on ``x``'s)."""
+
+    attack: str
+    norm: str
+    eps: float
+    x_adv: torch.Tensor
+    y: torch.Tensor
+    clean_pred: torch.Tensor
+    adv_pred: torch.Tensor
+    success: torch.Tensor
+    perturbation_norm: torch.Tensor
+    n_forward: int = 0
+    n_backward: int = 0
+    n_queries: int = 0
+    time_s: float = 0.0
+    targets: torch.Tensor | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return int(self.y.shape[0])
+
+    @property
+    def robust(self) -> torch.Tensor:
+        """Per sample: still classified correctly at ``x_adv``."""
+        return self.adv_pred == self.y
+
+    @property
+    def clean_accuracy(self) -> float:
+        return float((self.clean_pred == self.y).float().mean()) if self.n else 0.0
+
+    @property
+    def robust_accuracy(self) -> float:
+        return float(self.robust.float().mean()) if self.n else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        from robustness.metrics import clopper_pearson
+
+        k = int(self.robust.sum())
+        return {
+            "attack": self.attack,
+            "norm": self.norm,
+            "eps": self.eps,
+            "n": self.n,
+            "clean_accuracy": self.clean_accuracy,
+            "robust_accuracy": self.robust_accuracy,
+            "robust_accuracy_ci": list(clopper_pearson(k, self.n)),
+            "n_forward": self.n_forward,
+            "n_backward": self.n_backward,
+            "n_queries": self.n_queries,
+            "time_s": round(self.time_s, 4),
+            "params": self.params,
+        }
+
+
+class _Counter:
+    """Counts per-sample forward and backward passes through the model."""
+
+    def __init__(self) -> None:
+        self.forward = 0
+        self.backward = 0
+
+
+class AttackContext:
+    """What an attack's algorithm may use: the (counted) model and the threat model."""
+
+    def __init__(
+        self,
+        model: ModelUnderTest,
+        norm: str,
+        generator: torch.Generator,
+        num_classes: int,
+        counter: _Counter,
+    ) -> None:
+        self.mut = model
+        self.norm = norm
+        self.bounds = model.bounds
+        self.device = model.device
+        self.generator = generator
+        self.num_classes = num_classes
+        self._counter = counter
+
+    def model(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of ``x`` (float32); counted. Gradients flow to ``x`` only."""
+        out = self.mut(x)
+        n = int(x.shape[0])
+        self._counter.forward += n
+        if out.requires_grad:
+            counter = self._counter
+
+            def _count(grad: torch.Tensor) -> None:
+                counter.backward += n
+
+            out.register_hook(_count)
+        return out.float()
+
+    def project(self, x_adv: torch.Tensor, x: torch.Tensor, eps: torch.Tensor | float) -> torch.Tensor:
+        """Closest point to ``x_adv`` inside the eps ball around ``x`` and the bounds."""
+        return clip_to_ball_and_bounds(x_adv, x, self.norm, eps, self.bounds)
+
+    @staticmethod
+    def is_adversarial(logits: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
+        pred = logits.argmax(dim=1)
+        return pred == targets if targets is not None else pred != y
+
+    def rand(self, *shape: int) -> torch.Tensor:
+        return torch.rand(shape, device=self.device, generator=self.generator)
+
+    def randn(self, *shape: int) -> torch.Tensor:
+        return torch.randn(shape, device=self.device, generator=self.generator)
+
+
+class Attack:
+    """Base class. Subclasses set the class attributes and implement :meth:`perturb`.
+
+    Call as ``attack(model, x, y, eps=0.1)`` (one :class:`AttackResult`) or with a list of
+    eps (one result per eps, ascending). Hyper-parameters go to the constructor.
+    """
+
+    name: ClassVar[str] = ""
+    norms: ClassVar[tuple[str, ...]] = ("linf", "l2")
+    kind: ClassVar[str] = "white-box"  # or "black-box"
+    supports_targeted: ClassVar[bool] = False
+    description: ClassVar[str] = ""
+
+    def __init__(self, **params: Any) -> None:
+        unknown = set(params) - set(self.defaults())
+        if unknown:
+            raise AttackError(
+                f"unknown parameter(s) {sorted(unknown)} for attack {self.name!r}",
+                field="attack",
+                fix=f"Known parameters: {', '.join(sorted(self.defaults())) or 'none'}.",
+            )
+        self.params = {**self.defaults(), **params}
+        self.check_params()
+
+    # -- to be overridden --------------------------------------------------------------
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """Hyper-parameters and their defaults."""
+        return {}
+
+    def check_params(self) -> None:
+        """Validate ``self.params``; raise :class:`AttackError` naming the bad one."""
+
+    def perturb(
+        self,
+        ctx: AttackContext,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        eps: torch.Tensor,
+        targets: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Return adversarial candidates for the batch ``x`` (labels ``y``, per-sample ``eps``)."""
+        raise NotImplementedError
+
+    # -- the contract --------------------------------------------------------------------
+    def __call__(
+        self,
+        model: Any,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        eps: float | Sequence[float],
+        norm: str = "linf",
+        targeted: str | torch.Tensor | None = None,
+        seed: int = 0,
+        batch_size: int | None = None,
+    ) -> AttackResult | list[AttackResult]:
+        mut = load_model(model) if not isinstance(model, ModelUnderTest) else model
+        norm = check_norm(norm)
+        if norm not in self.norms:
+            raise AttackError(
+                f"attack {self.name!r} does not support norm {norm!r}",
+                field="norm",
+                fix=f"Use one of: {', '.join(self.norms)}, or pick another attack.",
+            )
+        eps_list = check_eps(eps, bounds=mut.bounds, norm=norm)
+        if targeted is not None and not self.supports_targeted:
+            raise AttackError(
+                f"attack {self.name!r} has no targeted mode",
+                field="targeted",
+                fix="Drop the target, or use an attack with targets (see 'robustness attacks').",
+            )
+        if batch_size is not None and batch_size <= 0:
+            raise AttackError(
+                f"batch_size must be > 0, got {batch_size}", field="batch_size", fix="Use e.g. 256."
+            )
+        if x.shape[0] != y.shape[0]:
+            raise AttackError(
+                f"{x.shape[0]} inputs but {y.shape[0]} labels", field="y", fix="Give one label per input."
+            )
+        mut.validate(x)
+        results = self._run(mut, x, y, eps_list, norm, targeted, seed, batch_size or 512)
+        return results if isinstance(eps, Sequence) and not isinstance(eps, str) else results[0]
+
+    def _run(
+        self,
+        mut: ModelUnderTest,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        eps_list: tuple[float, ...],
+        norm: str,
+        targeted: str | torch.Tensor | None,
+        seed: int,
+        batch_size: int,
+    ) -> list[AttackResult]:
+        dev = mut.device
+        x0 = x.detach().to(
+            dev, dtype=torch.float32
+        )  # a copy on the model's device; the caller's x is untouched
+        y0 = y.detach().to(dev, dtype=torch.long)
+        num_classes = int(mut.num_classes or 0)
+        with mut.evaluating(freeze=True):
+            clean_pred = _predict(mut, x0, batch_size)
+            targets = self._targets(mut, x0, y0, targeted, num_classes, seed, batch_size)
+            broken = clean_pred != y0 if targets is None else clean_pred == targets
+            x_best = x0.clone()
+            results = []
+            for i, e in enumerate(eps_list):
+                counter = _Counter()
+                t0 = time.perf_counter()
+                gen = torch.Generator(device=dev).manual_seed(int(seed) * 1_000_003 + i)
+                ctx = AttackContext(mut, norm, gen, num_classes, counter)
+                todo = (~broken).nonzero().flatten()
+                for start in range(0, todo.numel(), batch_size):
+                    idx = todo[start : start + batch_size]
+                    xb, yb = x0[idx], y0[idx]
+                    tb = None if targets is None else targets[idx]
+                    eb = torch.full((idx.numel(),), e, device=dev)
+                    with torch.enable_grad():
+                        cand = self.perturb(ctx, xb, yb, eb, tb)
+                    cand = ctx.project(cand.detach().to(dev, torch.float32), xb, eb)
+                    x_best[idx] = cand
+                # Re-predict everything: success is observed, never assumed.
+                adv_pred = _predict(mut, x_best, batch_size)
+                counter.forward += int(x_best.shape[0])
+                success = adv_pred != y0 if targets is None else adv_pred == targets
+                # Only a sample that is adversarial now keeps its example for larger eps.
+                x_best = torch.where(success.view(-1, *([1] * (x0.dim() - 1))), x_best, x0)
+                broken = success
+                if dev.type == "cuda":
+                    torch.cuda.synchronize(dev)
+                elapsed = time.perf_counter() - t0
+                out = x_best.clone().to(device=x.device, dtype=x.dtype)
+                n_fwd = counter.forward
+                results.append(
+                    AttackResult(
+                        attack=self.name,
+                        norm=norm,
+                        eps=float(e),
+                        x_adv=out,
+                        y=y0,
+                        clean_pred=clean_pred,
+                        adv_pred=adv_pred,
+                        success=success.clone(),
+                        perturbation_norm=lp_norm(x_best - x0, norm),
+                        n_forward=n_fwd,
+                        n_backward=counter.backward,
+                        n_queries=n_fwd if self.kind == "black-box" else 0,
+                        time_s=elapsed,
+                        targets=targets,
+                        params=dict(self.params),
+                    )
+                )
+        return results
+
+    def _targets(
+        self,
+        mut: ModelUnderTest,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        targeted: str | torch.Tensor | None,
+        num_classes: int,
+        seed: int,
+        batch_size: int,
+    ) -> torch.Tensor | None:
+        if targeted is None:
+            return None
+        if isinstance(targeted, torch.Tensor):
+            t = targeted.to(x.device, torch.long).flatten()
+            if t.numel() != y.numel() or int(t.min()) < 0 or int(t.max()) >= num_classes:
+                raise AttackError(
+                    "targets must give one class index in [0, num_classes) per sample",
+                    field="targeted",
+                    fix="Pass a LongTensor of shape (N,).",
+                )
+            return t
+        if targeted == "random":
+            g = torch.Generator(device=x.device).manual_seed(int(seed) + 7919)
+            offset = torch.randint(1, num_classes, y.shape, device=x.device, generator=g)
+            return (y + offset) % num_classes
+        if targeted == "least-likely":
+            logits = mut.logits(x, batch_size)
+            return logits.argmin(dim=1)
+        raise AttackError(
+            f"unknown target mode {targeted!r}",
+            field="targeted",
+            fix=f"Use one of: {', '.join(TARGET_MODES)}, or a tensor of target labels.",
+        )
+
+
+@torch.no_grad()
+def _predict(mut: ModelUnderTest, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    return (
+        torch.cat([mut(x[i : i + batch_size]).argmax(dim=1) for i in range(0, x.shape[0], batch_size)])
+        if x.shape[0]
+        else torch.empty(0, dtype=torch.long, device=x.device)
+    )

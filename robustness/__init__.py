@@ -1,0 +1,29 @@
+"""robustness-audit: adversarial robustness audits for PyTorch classifiers.
+
+The package import is deliberately light (no torch, no ART) because the pytest plugin
+loads it in every test run of the environment; the public API is imported lazily.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "load_model": "robustness.model",
+    "ModelUnderTest": "robustness.model",
+    "load_data": "robustness.data",
+    "Dataset": "robustness.data",
+    "ThreatModel": "robustness.threat",
+    "RobustnessError": "robustness.errors",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'robustness' has no attribute {name!r}")

@@ -1,0 +1,77 @@
+"""Options shared by several commands, and output helpers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def add_model_options(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument(
+        "--model",
+        required=required,
+        metavar="SPEC",
+        help="zoo:NAME, file.pt2, file.pt/.ts (TorchScript), package.module:callable, or a harden folder",
+    )
+    g.add_argument(
+        "--weights", metavar="FILE", help="weights for a factory spec (.safetensors or state-dict .pt)"
+    )
+    g.add_argument(
+        "--trust-model",
+        action="store_true",
+        help="allow unpickling a whole pickled nn.Module (runs code from the file; only for trusted files)",
+    )
+    g.add_argument(
+        "--bounds", nargs=2, type=float, metavar=("LOW", "HIGH"), help="input bounds (default 0 1)"
+    )
+    g.add_argument("--mean", nargs="+", type=float, help="per-channel mean applied inside the model")
+    g.add_argument("--std", nargs="+", type=float, help="per-channel std applied inside the model")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+
+
+def add_data_options(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument(
+        "--data",
+        required=required,
+        metavar="SPEC",
+        help="builtin:digits, builtin:digits:train, file.npz (x, y), or package.module:callable",
+    )
+    g.add_argument("--n-examples", type=int, metavar="N", help="evaluate a reproducible subset of N samples")
+    g.add_argument("--seed", type=int, default=0, help="seed for the subset and the attacks (default 0)")
+
+
+def load_model_from_args(args: argparse.Namespace):
+    from robustness.model import load_model
+
+    return load_model(
+        args.model,
+        weights=args.weights,
+        trust_model=args.trust_model,
+        bounds=args.bounds,
+        mean=args.mean,
+        std=args.std,
+        device=args.device,
+    )
+
+
+def load_data_from_args(args: argparse.Namespace, model):
+    from robustness.data import load_data
+
+    return load_data(
+        args.data,
+        n_examples=args.n_examples,
+        seed=args.seed,
+        bounds=model.bounds,
+        num_classes=model.num_classes,
+    )
+
+
+def print_json(obj: Any) -> None:
+    from robustness.io import _json_default
+
+    json.dump(obj, sys.stdout, indent=2, default=_json_default)
+    sys.stdout.write("\n")

@@ -1,0 +1,523 @@
+"""Models under test: loading from a spec, and the wrapper every attack talks to.
+
+Attacks always work in input space: a mean/std normalisation is applied inside the
+wrapper, never by the attack. The wrapper owns the model's device, bounds and mode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import warnings
+import zipfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from robustness.errors import ModelError
+from robustness.threat import check_bounds
+
+SAFE_FORMATS = (
+    "a TorchScript file (torch.jit.save, .pt/.ts), a torch.export program (.pt2), "
+    "a factory 'package.module:callable' with --weights FILE (.safetensors or a state-dict .pt), "
+    "or a folder written by 'robustness harden'"
+)
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``auto`` picks CUDA when present; ``cuda:N`` is checked against the devices there are."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(str(device))
+    except RuntimeError:
+        raise ModelError(
+            f"unknown device {device!r}", field="device", fix="Use auto, cpu, cuda or cuda:N."
+        ) from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ModelError(
+                "CUDA was requested but no CUDA device is available",
+                field="device",
+                fix="Use --device cpu (or auto), or run on a machine with a GPU.",
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ModelError(
+                f"{dev} does not exist ({torch.cuda.device_count()} CUDA devices)",
+                field="device",
+                fix="Pick an index below the device count, or use auto.",
+            )
+    elif dev.type not in ("cpu", "mps"):
+        raise ModelError(
+            f"unsupported device {device!r}", field="device", fix="Use auto, cpu, cuda or cuda:N."
+        )
+    return dev
+
+
+class Normalized(nn.Module):
+    """Applies ``(x - mean) / std`` before the wrapped network."""
+
+    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).reshape(1, -1, 1, 1))
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).reshape(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean, std = self.mean, self.std
+        if x.dim() == 2:  # flat inputs: one mean/std per feature or a scalar
+            mean, std = mean.reshape(1, -1), std.reshape(1, -1)
+        return self.net((x - mean) / std)
+
+
+class ModelUnderTest:
+    """A classifier plus what an audit needs to know about it.
+
+    Call it like a module to get logits (no mode change). Use :meth:`evaluating` around
+    attacks: it puts the network in eval mode, freezes the weights so only input gradients
+    are computed, and restores both afterwards.
+    """
+
+    def __init__(
+        self,
+        module: nn.Module,
+        *,
+        spec: str = "<module>",
+        bounds: Sequence[float] = (0.0, 1.0),
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        device: str | torch.device | None = "auto",
+        num_classes: int | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        if not isinstance(module, nn.Module):
+            raise ModelError(
+                f"expected a torch.nn.Module, got {type(module).__name__}",
+                field="model",
+                fix=f"Give {SAFE_FORMATS}.",
+            )
+        if (mean is None) != (std is None):
+            raise ModelError(
+                "mean and std must be given together",
+                field="model.std",
+                fix="Give both mean and std, or neither.",
+            )
+        if std is not None and any(float(s) <= 0 for s in std):
+            raise ModelError(
+                f"std must be > 0, got {list(std)}", field="model.std", fix="Use the training std."
+            )
+        self.spec = spec
+        self.bounds = check_bounds(bounds, field="model.bounds")
+        self.mean = None if mean is None else [float(m) for m in mean]
+        self.std = None if std is None else [float(s) for s in std]
+        self.device = resolve_device(device)
+        self.module = module
+        net = Normalized(module, self.mean, self.std) if self.mean is not None else module
+        try:
+            self.net = net.to(self.device)
+        except Exception as exc:  # noqa: BLE001 - exported programs and odd modules
+            raise ModelError(
+                f"could not move the model to {self.device}: {exc}",
+                field="device",
+                fix="Use --device cpu, or export the model for the target device.",
+            ) from exc
+        self.num_classes = num_classes
+        self.metadata = dict(metadata or {})
+        self.outputs_probabilities = False
+        self._validated = False
+
+    # -- calling -------------------------------------------------------------------
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    @contextmanager
+    def evaluating(self, freeze: bool = True) -> Iterator[ModelUnderTest]:
+        """Eval mode and frozen weights for the duration; the previous state is restored."""
+        modes = [(m, m.training) for m in self.net.modules()]
+        params = [(p, p.requires_grad) for p in self.net.parameters()]
+        for m, _ in modes:
+            m.training = False  # not .eval(): exported graph modules refuse it
+        if freeze:
+            for p, _ in params:
+                p.requires_grad_(False)
+        try:
+            yield self
+        finally:
+            for m, mode in modes:
+                m.training = mode
+            for p, flag in params:
+                p.requires_grad_(flag)
+
+    @torch.no_grad()
+    def logits(self, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+        """Logits for ``x`` in batches, in eval mode; returned on the model's device."""
+        out = []
+        with self.evaluating():
+            for i in range(0, x.shape[0], batch_size):
+                out.append(self.net(x[i : i + batch_size].to(self.device)).float())
+        if not out:
+            return torch.empty(0, self.num_classes or 0, device=self.device)
+        return torch.cat(out)
+
+    def predict(self, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+        """Predicted labels for ``x`` (on the model's device)."""
+        return self.logits(x, batch_size).argmax(dim=1)
+
+    # -- checks --------------------------------------------------------------------
+    def validate(self, x: torch.Tensor) -> None:
+        """Check the outputs on a few inputs once: finite (N, C) logits, not probabilities."""
+        if self._validated:
+            return
+        sample = x[: min(8, x.shape[0])].to(self.device)
+        try:
+            out = self.logits(sample)
+        except Exception as exc:  # noqa: BLE001 - any failure here is the user's model
+            shape = tuple(sample.shape[1:])
+            raise ModelError(
+                f"the model failed on inputs of shape {shape}: {type(exc).__name__}: {exc}",
+                field="model",
+                fix="Check that the data matches the model's expected input shape "
+                "and that the model runs on the chosen device.",
+            ) from exc
+        if out.dim() != 2:
+            raise ModelError(
+                f"the model returned shape {tuple(out.shape)}, expected (N, num_classes) logits",
+                field="model",
+                fix="Return one row of class scores per input.",
+            )
+        if not torch.isfinite(out).all():
+            raise ModelError(
+                "the model returned NaN or infinite outputs",
+                field="model",
+                fix="Check the weights and the input preprocessing (bounds, mean/std).",
+            )
+        if self.num_classes is not None and out.shape[1] != self.num_classes:
+            raise ModelError(
+                f"the model returned {out.shape[1]} classes, expected {self.num_classes}",
+                field="model",
+                fix="Set num_classes to match the model's output.",
+            )
+        self.num_classes = int(out.shape[1])
+        rows = out.sum(dim=1)
+        if bool((out >= 0).all()) and bool(torch.allclose(rows, torch.ones_like(rows), atol=1e-3)):
+            self.outputs_probabilities = True
+            warnings.warn(
+                f"{self.spec}: the model's outputs look like probabilities (non-negative, rows sum to 1). "
+                "Gradient attacks are weakened by a softmax output; return logits if you can. The audit "
+                "uses margin losses and flags this.",
+                stacklevel=2,
+            )
+        self._validated = True
+
+    # -- identity ------------------------------------------------------------------
+    @property
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.module.parameters())
+
+    def sha256(self) -> str:
+        """Hash of the weights and buffers (names, shapes, dtypes, values)."""
+        h = hashlib.sha256()
+        for name, t in sorted(self.module.state_dict().items()):
+            if not isinstance(t, torch.Tensor):
+                continue
+            t = t.detach().cpu().contiguous()
+            h.update(name.encode())
+            h.update(str(tuple(t.shape)).encode() + str(t.dtype).encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        return h.hexdigest()
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "spec": self.spec,
+            "sha256": self.sha256(),
+            "n_parameters": self.n_parameters,
+            "bounds": list(self.bounds),
+            "mean": self.mean,
+            "std": self.std,
+            "device": str(self.device),
+            "num_classes": self.num_classes,
+        }
+
+
+# ---------------------------------------------------------------------------------------
+# Loading
+
+
+def load_model(
+    spec: str | nn.Module | ModelUnderTest,
+    *,
+    weights: str | None = None,
+    trust_model: bool = False,
+    bounds: Sequence[float] | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    device: str | torch.device | None = "auto",
+    num_classes: int | None = None,
+) -> ModelUnderTest:
+    """Load a model from a spec.
+
+    Specs: ``zoo:NAME``; ``path.pt2`` (torch.export); ``path.pt``/``path.ts`` (TorchScript);
+    ``package.module:callable`` (a factory, with optional ``weights``); a folder written by
+    ``robustness harden``; a pickled whole module in ``.pt`` only with ``trust_model=True``.
+    Explicit ``bounds``/``mean``/``std`` override what the spec records.
+    """
+    if isinstance(spec, ModelUnderTest):
+        return spec
+    meta: dict[str, Any] = {}
+    if isinstance(spec, nn.Module):
+        module, label = spec, f"<{type(spec).__name__}>"
+    else:
+        label = str(spec)
+        module, meta = _load_module(label, weights=weights, trust_model=trust_model)
+    return ModelUnderTest(
+        module,
+        spec=label,
+        bounds=bounds if bounds is not None else meta.get("bounds", (0.0, 1.0)),
+        mean=mean if mean is not None else meta.get("mean"),
+        std=std if std is not None else meta.get("std"),
+        device=device,
+        num_classes=num_classes if num_classes is not None else meta.get("num_classes"),
+        metadata=meta,
+    )
+
+
+def _load_module(spec: str, *, weights: str | None, trust_model: bool) -> tuple[nn.Module, dict[str, Any]]:
+    if spec.startswith("zoo:"):
+        from robustness import zoo
+
+        if weights:
+            raise ModelError(
+                "--weights cannot be combined with a zoo model",
+                field="weights",
+                fix="Drop --weights, or use the zoo model's factory as 'package.module:callable'.",
+            )
+        return zoo.load(spec[4:])
+    path = Path(spec)
+    if path.is_dir():
+        if weights:
+            raise ModelError(
+                "--weights cannot be combined with a model folder",
+                field="weights",
+                fix="The folder's model.json already names its weights; drop --weights.",
+            )
+        return load_model_dir(path)
+    if path.suffix in (".pt2", ".pt", ".ts", ".pth", ".jit") or path.exists():
+        if not path.exists():
+            raise ModelError(f"file not found: {spec}", field="model", fix="Check the path.")
+        if weights:
+            raise ModelError(
+                "--weights is only used with a factory spec 'package.module:callable'",
+                field="weights",
+                fix="Drop --weights, or name the architecture's factory as --model.",
+            )
+        if path.suffix == ".pt2":
+            return _load_exported(path), {}
+        return _load_torchscript_or_pickle(path, trust_model), {}
+    if ":" in spec:
+        module = build_factory(spec)
+        if weights:
+            load_weights(module, weights)
+        return module, {}
+    raise ModelError(
+        f"cannot tell what kind of model {spec!r} is",
+        field="model",
+        fix=f"Use zoo:NAME (see 'robustness models'), or {SAFE_FORMATS}.",
+    )
+
+
+def build_factory(spec: str, kwargs: dict[str, Any] | None = None) -> nn.Module:
+    """Import ``package.module:callable`` and call it to get an ``nn.Module``."""
+    obj = import_object(spec, field="model")
+    try:
+        module = obj(**(kwargs or {}))
+    except Exception as exc:  # noqa: BLE001 - the user's factory
+        raise ModelError(
+            f"calling {spec} failed: {type(exc).__name__}: {exc}",
+            field="model",
+            fix="Make the factory callable without arguments (or give its kwargs).",
+        ) from exc
+    if not isinstance(module, nn.Module):
+        raise ModelError(
+            f"{spec} returned {type(module).__name__}, not a torch.nn.Module",
+            field="model",
+            fix="Return an nn.Module from the factory.",
+        )
+    return module
+
+
+def import_object(spec: str, *, field: str) -> Any:
+    mod_name, _, attr = spec.partition(":")
+    if not mod_name or not attr:
+        raise ModelError(
+            f"{spec!r} is not of the form 'package.module:callable'",
+            field=field,
+            fix="Write the module path, a colon, and the callable's name.",
+        )
+    try:
+        mod = importlib.import_module(mod_name)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelError(
+            f"cannot import {mod_name!r}: {type(exc).__name__}: {exc}",
+            field=field,
+            fix="Check the module path and that it is importable (installed, or on PYTHONPATH).",
+        ) from exc
+    obj: Any = mod
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ModelError(
+                f"{mod_name!r} has no attribute {attr!r}",
+                field=field,
+                fix="Check the callable's name after the colon.",
+            )
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ModelError(f"{spec} is not callable", field=field, fix="Point at a function or class.")
+    return obj
+
+
+def load_weights(module: nn.Module, weights: str | Path) -> None:
+    """Load ``.safetensors`` or a state-dict ``.pt`` (``weights_only=True``) into ``module``."""
+    path = Path(weights)
+    if not path.exists():
+        raise ModelError(f"weights file not found: {path}", field="weights", fix="Check the path.")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            state = load_file(str(path))
+        except Exception as exc:  # noqa: BLE001
+            raise ModelError(
+                f"cannot read {path}: {exc}",
+                field="weights",
+                fix="The file is corrupt or not safetensors; re-export the weights.",
+            ) from exc
+    else:
+        try:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001
+            raise ModelError(
+                f"{path} is not a plain state dict ({type(exc).__name__})",
+                field="weights",
+                fix="Save weights with torch.save(model.state_dict(), path) or as .safetensors.",
+            ) from exc
+        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+            state = state["state_dict"]
+        if not isinstance(state, dict):
+            raise ModelError(
+                f"{path} holds {type(state).__name__}, not a state dict",
+                field="weights",
+                fix="Save weights with torch.save(model.state_dict(), path).",
+            )
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ModelError(
+            f"the weights do not fit the architecture: {str(exc).splitlines()[0]}",
+            field="weights",
+            fix="Check that the factory builds the architecture these weights were trained for.",
+        ) from exc
+
+
+def _load_exported(path: Path) -> nn.Module:
+    try:
+        program = torch.export.load(str(path))
+    except Exception as exc:  # noqa: BLE001
+        raise ModelError(
+            f"cannot load {path} as a torch.export program: {exc}",
+            field="model",
+            fix="Save it with torch.export.save(torch.export.export(model, args), path).",
+        ) from exc
+    return program.module()
+
+
+def _load_torchscript_or_pickle(path: Path, trust_model: bool) -> nn.Module:
+    try:
+        return torch.jit.load(str(path), map_location="cpu")
+    except Exception:  # noqa: BLE001 - not TorchScript; find out what it is below
+        pass
+    if not zipfile.is_zipfile(path) and path.suffix == ".ts":
+        raise ModelError(
+            f"{path} is not a TorchScript file",
+            field="model",
+            fix="Save it with torch.jit.save(torch.jit.script(model), path).",
+        )
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - needs full unpickling
+        obj = None
+    else:
+        if isinstance(obj, dict):
+            raise ModelError(
+                f"{path} holds a state dict, not a model",
+                field="model",
+                fix="Name the architecture as 'package.module:callable' and pass this file as --weights.",
+            )
+        raise ModelError(
+            f"{path} holds {type(obj).__name__}, not a model", field="model", fix=f"Give {SAFE_FORMATS}."
+        )
+    if not trust_model:
+        raise ModelError(
+            f"{path} is a pickled Python object; loading it would unpickle it, and unpickling can run arbitrary "
+            "code from the file",
+            field="model",
+            fix=f"Pass --trust-model (trust_model=True) only if you trust its source, or give {SAFE_FORMATS}.",
+        )
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelError(
+            f"cannot unpickle {path}: {type(exc).__name__}: {exc}",
+            field="model",
+            fix="Make the model's classes importable, or save it in a safe format.",
+        ) from exc
+    if not isinstance(obj, nn.Module):
+        raise ModelError(
+            f"{path} holds {type(obj).__name__}, not an nn.Module", field="model", fix=f"Give {SAFE_FORMATS}."
+        )
+    return obj
+
+
+MODEL_CARD = "model.json"
+
+
+def load_model_dir(path: Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a model from a folder holding ``model.json`` (architecture + weights file)."""
+    card_path = path / MODEL_CARD
+    if not card_path.exists():
+        raise ModelError(
+            f"{path} has no {MODEL_CARD}",
+            field="model",
+            fix="Point at a folder written by 'robustness harden', or at a model file.",
+        )
+    try:
+        card = json.loads(card_path.read_text())
+        arch = card["architecture"]
+        weights_name = card.get("weights", "model.safetensors")
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ModelError(
+            f"{card_path} is malformed ({exc})",
+            field="model",
+            fix="Re-create the folder with 'robustness harden'.",
+        ) from exc
+    module = build_architecture(arch)
+    load_weights(module, path / weights_name)
+    meta = {k: card[k] for k in ("bounds", "mean", "std", "num_classes") if card.get(k) is not None}
+    meta["card"] = card
+    return module, meta
+
+
+def build_architecture(arch: dict[str, Any] | str) -> nn.Module:
+    """Build an untrained module from an architecture spec: ``zoo:NAME`` or {factory, kwargs}."""
+    if isinstance(arch, str):
+        arch = {"factory": arch}
+    factory = arch.get("factory", "")
+    if factory.startswith("zoo:"):
+        from robustness import zoo
+
+        return zoo.architecture(factory[4:])
+    return build_factory(factory, arch.get("kwargs"))

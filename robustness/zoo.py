@@ -1,0 +1,169 @@
+"""Built-in models, trained on first use from data that ships with scikit-learn.
+
+Nothing is downloaded: each zoo model is trained deterministically the first time it is
+asked for, cached in the user cache folder (``ROBUSTNESS_CACHE`` overrides) with its
+SHA-256 beside it, and re-verified before every use; a corrupt or tampered cache file is
+rebuilt, never trusted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from robustness.errors import ModelError
+from robustness.io import atomic_write_json, sha256_file
+
+CACHE_VERSION = 1
+
+
+class DigitsCNN(nn.Module):
+    """A small CNN for 1x8x8 digits (about 151k parameters)."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(64 * 4 * 4, 128), nn.ReLU(), nn.Linear(128, num_classes)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+def digits_cnn() -> DigitsCNN:
+    """Factory for the digits architecture (usable as 'robustness.zoo:digits_cnn')."""
+    return DigitsCNN()
+
+
+def train_digits_cnn(seed: int = 0, epochs: int = 20) -> nn.Module:
+    """Train :class:`DigitsCNN` on the digits train split, deterministically on CPU."""
+    from robustness.data import digits_split
+
+    x, y, _ = digits_split("train")
+    x_t, y_t = torch.from_numpy(x), torch.from_numpy(y)
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = DigitsCNN()
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    model.train()
+    for _ in range(epochs):
+        perm = torch.randperm(len(y_t), generator=g)
+        for i in range(0, len(perm), 64):
+            idx = perm[i : i + 64]
+            loss = nn.functional.cross_entropy(model(x_t[idx]), y_t[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        sched.step()
+    return model.eval()
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    name: str
+    description: str
+    architecture: Callable[[], nn.Module]
+    train: Callable[[], nn.Module]
+    bounds: tuple[float, float] = (0.0, 1.0)
+    num_classes: int = 10
+    data: str = "builtin:digits"
+
+
+ZOO: dict[str, ZooEntry] = {}
+
+
+def register(entry: ZooEntry) -> ZooEntry:
+    ZOO[entry.name] = entry
+    return entry
+
+
+register(
+    ZooEntry(
+        "digits-cnn",
+        "Small CNN (151k params) trained normally on the 8x8 digits; ~98% test accuracy.",
+        digits_cnn,
+        train_digits_cnn,
+    )
+)
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("ROBUSTNESS_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "robustness-audit"
+
+
+def entry(name: str) -> ZooEntry:
+    if name not in ZOO:
+        raise ModelError(
+            f"unknown zoo model {name!r}",
+            field="model",
+            fix=f"Use one of: {', '.join('zoo:' + n for n in sorted(ZOO))} (see 'robustness models').",
+        )
+    return ZOO[name]
+
+
+def architecture(name: str) -> nn.Module:
+    """A fresh, untrained instance of a zoo model's architecture."""
+    return entry(name).architecture()
+
+
+def load(name: str) -> tuple[nn.Module, dict[str, Any]]:
+    """The trained zoo model and its metadata, from the verified cache (training it if needed)."""
+    from safetensors.torch import load_file, save_file
+
+    e = entry(name)
+    folder = cache_dir()
+    weights = folder / f"{name}.v{CACHE_VERSION}.safetensors"
+    record = folder / f"{name}.v{CACHE_VERSION}.json"
+    module = e.architecture()
+    if weights.exists() and record.exists():
+        try:
+            expected = json.loads(record.read_text())["sha256"]
+            if sha256_file(weights) != expected:
+                raise ValueError("hash mismatch")
+            module.load_state_dict(load_file(str(weights)))
+            return module.eval(), _meta(e, weights)
+        except Exception as exc:  # noqa: BLE001 - any problem with the cache means rebuild
+            warnings.warn(
+                f"zoo:{name}: cached weights at {weights} failed verification ({exc}); rebuilding.",
+                stacklevel=2,
+            )
+    folder.mkdir(parents=True, exist_ok=True)
+    trained = e.train()
+    state = {k: v.detach().cpu().contiguous() for k, v in trained.state_dict().items()}
+    tmp = weights.with_name(f".{weights.name}.{os.getpid()}.tmp")
+    save_file(state, str(tmp))
+    os.replace(tmp, weights)
+    atomic_write_json(record, {"name": name, "sha256": sha256_file(weights), "cache_version": CACHE_VERSION})
+    module.load_state_dict(state)
+    return module.eval(), _meta(e, weights)
+
+
+def _meta(e: ZooEntry, weights: Path) -> dict[str, Any]:
+    return {
+        "bounds": e.bounds,
+        "num_classes": e.num_classes,
+        "zoo": e.name,
+        "weights_file": str(weights),
+        "architecture": {"factory": f"zoo:{e.name}"},
+        "data": e.data,
+    }

@@ -1,0 +1,45 @@
+"""Shared fixtures: one trained digits model and the digits test data per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# Reuse the zoo cache between local runs; CI starts from a clean clone and trains once.
+os.environ.setdefault("ROBUSTNESS_CACHE", str(REPO / ".cache" / "zoo"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def digits_model():
+    """``zoo:digits-cnn`` on the CPU (trained on first use, then cached)."""
+    from robustness.model import load_model
+
+    return load_model("zoo:digits-cnn", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def digits_test():
+    """The digits test split (359 samples)."""
+    from robustness.data import load_data
+
+    return load_data("builtin:digits")
+
+
+@pytest.fixture(scope="session")
+def digits_small(digits_test):
+    """100 test samples: enough for attack tests to show real differences, fast on 2 cores."""
+    return digits_test.subset(range(100))
