@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,7 +86,7 @@ def load_data(
 
 
 def pick_subset(ds: Dataset, n_examples: int, seed: int) -> Dataset:
-    if not isinstance(n_examples, int) or isinstance(n_examples, bool) or n_examples <= 0:
+    if not isinstance(n_examples, numbers.Integral) or isinstance(n_examples, bool) or n_examples <= 0:
         raise DataError(
             f"n_examples must be a positive integer, got {n_examples!r}",
             field="n_examples",
@@ -98,7 +99,7 @@ def pick_subset(ds: Dataset, n_examples: int, seed: int) -> Dataset:
             fix=f"Use at most {len(ds)}, or leave it out to use all.",
         )
     g = torch.Generator().manual_seed(int(seed))
-    idx = torch.randperm(len(ds), generator=g)[:n_examples].sort().values
+    idx = torch.randperm(len(ds), generator=g)[: int(n_examples)].sort().values
     return ds.subset(idx)
 
 
@@ -250,13 +251,19 @@ def validate_dataset(
 ) -> Dataset:
     """Check shapes, dtypes, finiteness, bounds and labels; fill in ids and ``num_classes``."""
     x, y = ds.x, ds.y
-    if x.shape[0] == 0:
-        raise DataError(f"{ds.spec} is empty", field="data", fix="Give at least one sample.")
     if x.dim() < 2:
         raise DataError(
             f"inputs have shape {tuple(x.shape)}, expected (N, ...) with one row per sample",
             field="data.x",
             fix="Give inputs as N x C x H x W (or N x D).",
+        )
+    if x.shape[0] == 0:
+        raise DataError(f"{ds.spec} is empty", field="data", fix="Give at least one sample.")
+    if y.dim() != 1:
+        raise DataError(
+            f"labels have shape {tuple(y.shape)}, expected (N,)",
+            field="data.y",
+            fix="Give one integer class index per sample (not one-hot).",
         )
     if x.shape[0] != y.shape[0]:
         raise DataError(

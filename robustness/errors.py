@@ -23,6 +23,9 @@ class RobustnessError(Exception):
         self.fix = fix
         super().__init__(self.render())
 
+    def __reduce__(self):  # keep field and fix across pickling (worker processes, distributed ranks)
+        return (_rebuild, (type(self), self.message, self.field, self.fix))
+
     def render(self) -> str:
         head = f"{self.field}: {self.message}" if self.field else self.message
         if not head.rstrip().endswith((".", "?", "!")):
@@ -52,3 +55,7 @@ class AttackError(RobustnessError):
 
 class UsageError(RobustnessError):
     """Command-line arguments are inconsistent."""
+
+
+def _rebuild(cls: type[RobustnessError], message: str, field: str | None, fix: str | None) -> RobustnessError:
+    return cls(message, field=field, fix=fix)

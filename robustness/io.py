@@ -20,6 +20,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
+    # mkstemp creates the file 0600; give the result the mode a plain open() would have.
+    os.chmod(tmp, _file_mode(target))
     try:
         write(tmp)
         os.replace(tmp, target)
@@ -28,6 +30,16 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
             os.unlink(tmp)
         raise
     return target
+
+
+def _file_mode(target: Path) -> int:
+    """The existing file's permissions, else 0666 minus the umask."""
+    try:
+        return target.stat().st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

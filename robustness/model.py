@@ -22,6 +22,7 @@ from torch import nn
 from robustness.errors import ModelError
 from robustness.threat import check_bounds
 
+MODEL_SUFFIXES = (".pt2", ".pt", ".ts", ".pth", ".jit", ".safetensors")
 SAFE_FORMATS = (
     "a TorchScript file (torch.jit.save, .pt/.ts), a torch.export program (.pt2), "
     "a factory 'package.module:callable' with --weights FILE (.safetensors or a state-dict .pt), "
@@ -159,7 +160,14 @@ class ModelUnderTest:
         out = []
         with self.evaluating():
             for i in range(0, x.shape[0], batch_size):
-                out.append(self.net(x[i : i + batch_size].to(self.device)).float())
+                y = self.net(x[i : i + batch_size].to(self.device))
+                if not isinstance(y, torch.Tensor):
+                    raise ModelError(
+                        f"the model returned {type(y).__name__}, not a tensor of logits",
+                        field="model",
+                        fix="Wrap the model so that forward returns one (N, num_classes) tensor.",
+                    )
+                out.append(y.float())
         if not out:
             return torch.empty(0, self.num_classes or 0, device=self.device)
         return torch.cat(out)
@@ -176,6 +184,8 @@ class ModelUnderTest:
         sample = x[: min(8, x.shape[0])].to(self.device)
         try:
             out = self.logits(sample)
+        except ModelError:
+            raise
         except Exception as exc:  # noqa: BLE001 - any failure here is the user's model
             shape = tuple(sample.shape[1:])
             raise ModelError(
@@ -184,11 +194,18 @@ class ModelUnderTest:
                 fix="Check that the data matches the model's expected input shape "
                 "and that the model runs on the chosen device.",
             ) from exc
-        if out.dim() != 2:
+        if out.dim() != 2 or out.shape[0] != sample.shape[0]:
             raise ModelError(
-                f"the model returned shape {tuple(out.shape)}, expected (N, num_classes) logits",
+                f"the model returned shape {tuple(out.shape)} for {sample.shape[0]} inputs, "
+                "expected (N, num_classes) logits",
                 field="model",
                 fix="Return one row of class scores per input.",
+            )
+        if out.shape[1] < 2:
+            raise ModelError(
+                f"the model returned {out.shape[1]} score per input; a classifier needs one per class",
+                field="model",
+                fix="For a binary model with one logit z, return torch.cat([torch.zeros_like(z), z], dim=1).",
             )
         if not torch.isfinite(out).all():
             raise ModelError(
@@ -228,7 +245,8 @@ class ModelUnderTest:
             t = t.detach().cpu().contiguous()
             h.update(name.encode())
             h.update(str(tuple(t.shape)).encode() + str(t.dtype).encode())
-            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+            # reshape first: a 0-d tensor (e.g. BatchNorm's num_batches_tracked) cannot be viewed as bytes
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
         return h.hexdigest()
 
     def info(self) -> dict[str, Any]:
@@ -306,7 +324,7 @@ def _load_module(spec: str, *, weights: str | None, trust_model: bool) -> tuple[
                 fix="The folder's model.json already names its weights; drop --weights.",
             )
         return load_model_dir(path)
-    if path.suffix in (".pt2", ".pt", ".ts", ".pth", ".jit") or path.exists():
+    if path.suffix in MODEL_SUFFIXES or path.exists():
         if not path.exists():
             raise ModelError(f"file not found: {spec}", field="model", fix="Check the path.")
         if weights:
@@ -315,16 +333,14 @@ def _load_module(spec: str, *, weights: str | None, trust_model: bool) -> tuple[
                 field="weights",
                 fix="Drop --weights, or name the architecture's factory as --model.",
             )
-        if path.suffix == ".pt2":
-            return _load_exported(path), {}
-        return _load_torchscript_or_pickle(path, trust_model), {}
+        return _load_file(path, trust_model), {}
     if ":" in spec:
         module = build_factory(spec)
         if weights:
             load_weights(module, weights)
         return module, {}
     raise ModelError(
-        f"cannot tell what kind of model {spec!r} is",
+        f"cannot tell what kind of model {spec!r} is (not a zoo name, an existing file, or 'module:callable')",
         field="model",
         fix=f"Use zoo:NAME (see 'robustness models'), or {SAFE_FORMATS}.",
     )
@@ -416,11 +432,94 @@ def load_weights(module: nn.Module, weights: str | Path) -> None:
     try:
         module.load_state_dict(state)
     except RuntimeError as exc:
+        fix = "Check that the factory builds the architecture these weights were trained for."
+        if state and all(str(k).startswith("module.") for k in state):
+            fix += " The keys start with 'module.' (saved from DataParallel): save model.module.state_dict()."
         raise ModelError(
-            f"the weights do not fit the architecture: {str(exc).splitlines()[0]}",
+            f"the weights do not fit the architecture ({_state_dict_mismatch(module, state) or exc})",
             field="weights",
-            fix="Check that the factory builds the architecture these weights were trained for.",
+            fix=fix,
         ) from exc
+
+
+def _state_dict_mismatch(module: nn.Module, state: dict[str, Any], limit: int = 3) -> str:
+    """One line naming the missing, unexpected and wrongly shaped tensors (the first few of each)."""
+    own = module.state_dict()
+
+    def _few(items: list[str]) -> str:
+        return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+    missing = [k for k in own if k not in state]
+    unexpected = [str(k) for k in state if k not in own]
+    shapes = [
+        f"{k} is {tuple(state[k].shape)} in the file but {tuple(own[k].shape)} in the model"
+        for k in own
+        if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    parts = []
+    if shapes:
+        parts.append("size mismatch: " + _few(shapes))
+    if missing:
+        parts.append("missing from the file: " + _few(missing))
+    if unexpected:
+        parts.append("not in the model: " + _few(unexpected))
+    return "; ".join(parts)
+
+
+def _file_kind(path: Path) -> str:
+    """What a model file holds, from its bytes rather than its name.
+
+    One of ``export`` (torch.export archive), ``torchscript``, ``torch-save`` (torch.save zip),
+    ``pickle`` (legacy torch.save), ``safetensors`` or ``unknown``.
+    """
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = zf.namelist()
+        except (zipfile.BadZipFile, OSError):
+            return "unknown"
+        if any(n.endswith("models/model.json") or "serialized_exported_program" in n for n in names):
+            return "export"
+        if any("/code/" in n or n.startswith("code/") for n in names):
+            return "torchscript"
+        if any(n.endswith("data.pkl") for n in names):
+            return "torch-save"
+        return "unknown"
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    if head[:1] == b"\x80":  # pickle protocol marker: a legacy (non-zip) torch.save file
+        return "pickle"
+    if len(head) >= 9 and head[8:9] == b"{":  # 8-byte header length, then the JSON header
+        return "safetensors"
+    return "unknown"
+
+
+def _load_file(path: Path, trust_model: bool) -> nn.Module:
+    kind = _file_kind(path)
+    if kind == "export" or (kind == "unknown" and path.suffix == ".pt2"):
+        return _load_exported(path)
+    if kind == "torchscript":
+        try:
+            return torch.jit.load(str(path), map_location="cpu")
+        except Exception as exc:  # noqa: BLE001
+            raise ModelError(
+                f"cannot load {path} as TorchScript: {type(exc).__name__}: {exc}",
+                field="model",
+                fix="Save it with torch.jit.save(torch.jit.script(model), path).",
+            ) from exc
+    if kind == "safetensors" or path.suffix == ".safetensors":
+        raise ModelError(
+            f"{path} holds weights only (safetensors), not a model",
+            field="model",
+            fix="Name the architecture as 'package.module:callable' and pass this file as --weights.",
+        )
+    if kind in ("torch-save", "pickle"):
+        return _load_pickled(path, trust_model)
+    raise ModelError(
+        f"{path} is not a TorchScript, torch.export or torch.save file",
+        field="model",
+        fix=f"Give {SAFE_FORMATS}.",
+    )
 
 
 def _load_exported(path: Path) -> nn.Module:
@@ -432,24 +531,99 @@ def _load_exported(path: Path) -> nn.Module:
             field="model",
             fix="Save it with torch.export.save(torch.export.export(model, args), path).",
         ) from exc
-    return program.module()
-
-
-def _load_torchscript_or_pickle(path: Path, trust_model: bool) -> nn.Module:
-    try:
-        return torch.jit.load(str(path), map_location="cpu")
-    except Exception:  # noqa: BLE001 - not TorchScript; find out what it is below
-        pass
-    if not zipfile.is_zipfile(path) and path.suffix == ".ts":
+    module = program.module()
+    train_ops = _training_mode_ops(module)
+    if train_ops:
+        # An exported graph has its mode baked in: predictions would depend on the batch
+        # (batch-norm statistics) and on chance (dropout), and no flag can switch that off.
         raise ModelError(
-            f"{path} is not a TorchScript file",
+            f"{path} was exported in training mode ({', '.join(train_ops)} active)",
             field="model",
-            fix="Save it with torch.jit.save(torch.jit.script(model), path).",
+            fix="Export the model in eval mode: torch.export.export(model.eval(), args).",
         )
+    batch = _static_batch_size(program)
+    if batch is not None:
+        warnings.warn(
+            f"{path} was exported for a fixed batch size of {batch}; batches are split and padded to it, "
+            "which is slower. Export with a dynamic batch dimension for speed: "
+            "torch.export.export(model, (x,), dynamic_shapes=({0: torch.export.Dim('batch')},)).",
+            stacklevel=3,
+        )
+        return FixedBatch(module, batch)
+    return module
+
+
+def _static_batch_size(program: Any) -> int | None:
+    """The batch size an exported program was specialised to, or None if its batch is dynamic."""
+    names = tuple(program.graph_signature.user_inputs)
+    if len(names) != 1:
+        return None
+    for node in program.graph.nodes:
+        if node.op == "placeholder" and node.name == names[0]:
+            val = node.meta.get("val")
+            shape = getattr(val, "shape", None)
+            if shape is not None and len(shape) > 0 and isinstance(shape[0], int):
+                return int(shape[0])
+    return None
+
+
+class FixedBatch(nn.Module):
+    """Runs a network specialised to one batch size on batches of any size.
+
+    Splits the input into chunks of that size, pads the last chunk with copies of its first
+    row and drops the padded rows' outputs. Sound because an eval-mode network treats the
+    rows of a batch independently (training-mode exports are refused).
+    """
+
+    def __init__(self, net: nn.Module, batch_size: int) -> None:
+        super().__init__()
+        self.net = net
+        self.batch_size = int(batch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n = self.batch_size, x.shape[0]
+        if n == b:
+            return self.net(x)
+        outs = []
+        for i in range(0, n, b):
+            chunk = x[i : i + b]
+            k = chunk.shape[0]
+            if k < b:
+                chunk = torch.cat([chunk, chunk[:1].expand(b - k, *chunk.shape[1:])])
+            outs.append(self.net(chunk)[:k])
+        return torch.cat(outs)
+
+
+def _training_mode_ops(module: nn.Module) -> list[str]:
+    """Names of batch-norm / dropout calls whose training flag is baked in as True."""
+    graph = getattr(module, "graph", None)
+    if graph is None:
+        return []
+    found: set[str] = set()
+    for node in graph.nodes:
+        if node.op != "call_function":
+            continue
+        name = str(node.target)
+        if "batch_norm" in name and "no_training" not in name:
+            # aten.batch_norm / native_batch_norm / _native_batch_norm_legit: training is argument 5;
+            # the no_stats overload has no running statistics, so argument 3.
+            pos = 3 if "no_stats" in name else 5
+            flag = node.args[pos] if len(node.args) > pos else node.kwargs.get("training")
+            if flag is True:
+                found.add("batch norm with batch statistics")
+        elif "dropout" in name:
+            flag = node.args[2] if len(node.args) > 2 else node.kwargs.get("train")
+            if flag is True:
+                found.add("dropout")
+    return sorted(found)
+
+
+def _load_pickled(path: Path, trust_model: bool) -> nn.Module:
+    """A ``torch.save`` file: a state dict is refused with a hint; a whole module needs trust."""
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - needs full unpickling
-        obj = None
+        pass
     else:
         if isinstance(obj, dict):
             raise ModelError(

@@ -8,6 +8,7 @@ there is exactly one implementation of it.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -36,12 +37,20 @@ def check_eps(
     field: str = "eps",
 ) -> tuple[float, ...]:
     """Validate one radius or a grid; returns the grid sorted ascending without duplicates."""
-    values = [eps] if isinstance(eps, (int, float)) else list(eps)
+    if isinstance(eps, (str, bytes, numbers.Number)) or getattr(eps, "ndim", None) == 0:
+        values = [eps]  # one value (a string is one value too, not a sequence of characters)
+    else:
+        try:
+            values = list(eps)
+        except TypeError:
+            values = [eps]
     if not values:
         raise ThreatModelError("no epsilon given", field=field, fix="Give at least one value, e.g. 0.1.")
     out = []
     for v in values:
         try:
+            if isinstance(v, bool):
+                raise TypeError("a boolean is not a radius")
             f = float(v)
         except (TypeError, ValueError):
             raise ThreatModelError(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -44,6 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"robustness.cli.{name}")
         if hasattr(module, "register"):
             module.register(sub)
+    # ``--debug`` is accepted after the command too (where users type it); SUPPRESS keeps the
+    # sub-parser from overwriting a ``--debug`` given before the command.
+    for command in sub.choices.values():
+        try:
+            command.add_argument(
+                "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+            )
+        except argparse.ArgumentError:  # the command defines its own --debug
+            pass
     return parser
 
 
@@ -60,7 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RobustnessError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"robustness {args.command}: error: {exc}", file=sys.stderr)
+        # one paragraph: messages that quote a library's multi-line error are folded onto one line
+        print(f"robustness {args.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("robustness: interrupted", file=sys.stderr)
@@ -68,4 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run() -> None:
-    sys.exit(main())
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:  # e.g. 'robustness attacks --json | head': the reader left, not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
+    sys.exit(code)

@@ -59,15 +59,21 @@ def load_model_from_args(args: argparse.Namespace):
 
 
 def load_data_from_args(args: argparse.Namespace, model):
-    from robustness.data import load_data
+    """Load the data checked against the model: bounds, input shape (by a validating forward
+    pass) and labels within the model's classes."""
+    from robustness.data import load_data, validate_dataset
 
-    return load_data(
+    data = load_data(
         args.data,
         n_examples=args.n_examples,
         seed=args.seed,
         bounds=model.bounds,
         num_classes=model.num_classes,
     )
+    model.validate(data.x)
+    if data.num_classes != model.num_classes:  # the model's class count was unknown until validate()
+        data = validate_dataset(data, bounds=model.bounds, num_classes=model.num_classes)
+    return data
 
 
 def print_json(obj: Any) -> None:
