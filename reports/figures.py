@@ -1,0 +1,194 @@
+"""Report figures drawn with matplotlib's Agg backend, returned as PNG bytes.
+
+Each function takes values straight from the results dict (or examples.npz) and draws them;
+nothing is recomputed except what a picture needs (the difference image, a colour scale).
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)  # no display needed; harmless if the caller chose Agg already
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+DPI = 150
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def confusion_matrix(confusion: list[list[int]]) -> bytes:
+    """Heat map of the clean confusion matrix with counts written in the cells."""
+    cm = np.asarray(confusion, dtype=np.int64)
+    c = cm.shape[0]
+    size = min(6.0, 2.0 + 0.38 * c)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(cm, cmap="Blues")
+    if c <= 20:
+        thresh = cm.max() / 2 if cm.size else 0
+        for i in range(c):
+            for j in range(c):
+                if cm[i, j]:
+                    ax.text(
+                        j,
+                        i,
+                        str(cm[i, j]),
+                        ha="center",
+                        va="center",
+                        fontsize=7 if c > 10 else 8,
+                        color="white" if cm[i, j] > thresh else "black",
+                    )
+        ax.set_xticks(range(c))
+        ax.set_yticks(range(c))
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title("Clean confusion matrix (counts)", fontsize=10)
+    return _png(fig)
+
+
+def robust_curve(results: dict[str, Any]) -> bytes:
+    """Robust accuracy vs eps: worst case with its 95% band, each attack (cumulative), gates."""
+    rows = results["robust"]
+    clean = results["clean"]
+    eps = np.array([0.0] + [float(r["eps"]) for r in rows])
+    acc = np.array([clean["accuracy"]] + [r["accuracy"] for r in rows])
+    lo = np.array([clean["ci"][0]] + [r["ci"][0] for r in rows])
+    hi = np.array([clean["ci"][1]] + [r["ci"][1] for r in rows])
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    ax.fill_between(eps, lo, hi, color="#1f77b4", alpha=0.18, label="worst case, 95% CI")
+    ax.plot(eps, acc, "o-", color="#1f77b4", lw=2.2, label="worst case over all attacks")
+    attacks = [a["name"] for a in results.get("attacks") or []] or list(rows[0].get("per_attack", {}))
+    styles = ["--", ":", "-.", (0, (3, 1, 1, 1))]
+    for i, name in enumerate(attacks):
+        ys = [r.get("per_attack", {}).get(name) for r in rows]
+        if any(v is None for v in ys):
+            continue
+        ax.plot(
+            eps,
+            [clean["accuracy"], *ys],
+            linestyle=styles[i % len(styles)],
+            marker=".",
+            lw=1.2,
+            label=f"after {name} (cumulative)",
+        )
+    for g in results.get("gates") or []:
+        base, _, at = g["name"].partition("@")
+        if base == "min_robust_accuracy" and at and g.get("threshold") is not None:
+            ax.plot(
+                float(at),
+                float(g["threshold"]),
+                marker="_",
+                markersize=18,
+                mew=2.5,
+                color="#2ca02c" if g.get("passed") else "#d62728",
+                linestyle="none",
+            )
+    ax.plot(
+        [], [], marker="_", markersize=12, mew=2.5, color="gray", linestyle="none", label="gate threshold"
+    )
+    ax.set_xlabel(f"eps ({results.get('threat', {}).get('norm', rows[0].get('norm', ''))})")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlim(left=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper right" if acc[-1] < 0.5 else "lower left")
+    ax.set_title("Robust accuracy vs eps (eps 0 = clean)", fontsize=10)
+    return _png(fig)
+
+
+def per_class(results: dict[str, Any]) -> bytes | None:
+    """Heat map of per-class accuracy: clean, then robust at each eps."""
+    rows = [r for r in results["robust"] if r.get("per_class_accuracy")]
+    clean_pc = results["clean"].get("per_class_accuracy") or {}
+    if not rows:
+        return None
+    classes = sorted(rows[0]["per_class_accuracy"], key=lambda k: (len(k), k))
+    cols = [("clean", clean_pc)] + [(f"eps {r['eps']:g}", r["per_class_accuracy"]) for r in rows]
+    m = np.array([[np.nan if d.get(c) is None else float(d[c]) for _, d in cols] for c in classes])
+    fig, ax = plt.subplots(figsize=(1.4 + 0.9 * len(cols), 0.8 + 0.28 * len(classes)))
+    ax.imshow(np.ma.masked_invalid(m), cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
+    for i in range(len(classes)):
+        for j in range(len(cols)):
+            v = m[i, j]
+            ax.text(j, i, "n/a" if np.isnan(v) else f"{100 * v:.0f}%", ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(len(cols)), [name for name, _ in cols], fontsize=8)
+    ax.set_yticks(range(len(classes)), classes, fontsize=8)
+    ax.set_ylabel("class")
+    ax.set_title("Accuracy per class", fontsize=10)
+    return _png(fig)
+
+
+def _to_rgb(a: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """(C, H, W) in [lo, hi] -> (H, W, 3) in [0, 1]: grey for one channel, RGB for three, else channel 0."""
+    a = (np.clip(a, lo, hi) - lo) / ((hi - lo) or 1.0)
+    if a.ndim == 3 and a.shape[0] == 3:
+        return np.transpose(a, (1, 2, 0))
+    g = a[0] if a.ndim == 3 else a
+    return np.repeat(g[..., None], 3, axis=2)
+
+
+def example_grid(examples: dict[str, Any], bounds: tuple[float, float] = (0.0, 1.0)) -> bytes:
+    """Per stored sample: clean, adversarial at the smallest eps that broke it, and the difference.
+
+    Two samples per row. A sample no eps broke shows its image at the largest eps and says so.
+    The tiles are composed into one array and drawn with a single ``imshow`` (dozens of axes
+    would cost seconds per report).
+    """
+    x_clean = np.asarray(examples["x_clean"], dtype=np.float32)
+    x_adv = np.asarray(examples["x_adv"], dtype=np.float32)
+    eps = np.asarray(examples["eps"], dtype=np.float64)
+    y = np.asarray(examples["y"])
+    clean_pred = np.asarray(examples["clean_pred"])
+    adv_pred = np.asarray(examples["adv_pred"])
+    ids = [str(i) for i in examples.get("ids", range(len(y)))]
+    k = len(y)
+    lo, hi = float(bounds[0]), float(bounds[1])
+    h, w = x_clean.shape[-2:]
+    per_row = 2 if k > 1 else 1
+    n_rows = -(-k // per_row)
+    gap = max(1, h // 4)
+    cap = max(2, int(round(h * 0.55)))  # room for the two caption lines above each tile
+    tile_h, tile_w = h + cap, w + gap
+    canvas = np.ones((n_rows * tile_h + gap, 3 * per_row * tile_w + gap * per_row, 3), dtype=np.float32)
+    seismic = plt.get_cmap("seismic")
+    captions = []
+    for i in range(k):
+        r, c0 = divmod(i, per_row)
+        top = r * tile_h + cap
+        left0 = c0 * (3 * tile_w + gap)
+        broken = np.nonzero(adv_pred[:, i] != y[i])[0]
+        e = int(broken[0]) if broken.size else len(eps) - 1
+        diff = x_adv[e, i] - x_clean[i]
+        diff = diff.mean(axis=0) if diff.ndim == 3 else diff
+        scale = float(np.abs(diff).max()) or 1.0
+        tiles = [
+            _to_rgb(x_clean[i], lo, hi),
+            _to_rgb(x_adv[e, i], lo, hi),
+            seismic((diff / scale + 1) / 2)[..., :3],
+        ]
+        texts = [
+            f"{ids[i]}\nlabel {y[i]}, pred {clean_pred[i]}",
+            f"eps {eps[e]:g}\n" + (f"pred {adv_pred[e, i]}" if broken.size else "not broken"),
+            f"difference\nmax |d| {scale:.3f}",
+        ]
+        for j, (tile, text) in enumerate(zip(tiles, texts)):
+            left = left0 + j * tile_w
+            canvas[top : top + h, left : left + w] = tile
+            captions.append((left + w / 2 - 0.5, top - 0.8, text))
+    fig_w = 7.5
+    fig_h = fig_w * canvas.shape[0] / canvas.shape[1]
+    fig = plt.figure(figsize=(fig_w, fig_h))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.imshow(canvas, interpolation="nearest")
+    for x, yy, text in captions:
+        ax.text(x, yy, text, ha="center", va="bottom", fontsize=6, linespacing=1.1)
+    ax.set_axis_off()
+    return _png(fig)

@@ -1,0 +1,299 @@
+"""Compare two audits: per-eps accuracy deltas with a paired exact McNemar test.
+
+Two audits of different models (or of one model before and after a change) on the same
+threat model are compared sample by sample on the ids both evaluated, from the
+``samples.jsonl`` next to each ``results.json``. For each eps (and clean accuracy):
+
+- ``lost``: samples robust in BASE and broken in NEW; ``gained``: the reverse;
+- the exact two-sided McNemar p-value (a binomial test of ``lost`` vs ``gained`` at 1/2),
+  which only uses the discordant pairs, so it is valid however the two runs are correlated;
+- a **regression** is a drop of the paired accuracy larger than ``max_drop`` whose p-value
+  is below ``alpha`` (and that goes in the bad direction).
+
+Exit codes of ``robustness compare``: 0 no regression, 1 a regression, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from robustness.errors import DataError, UsageError
+
+EPS_TOL = 1e-9
+
+
+def mcnemar_exact(lost: int, gained: int) -> float:
+    """Exact two-sided McNemar p-value for the discordant counts ``lost`` and ``gained``.
+
+    Under the null both directions are equally likely, so min(lost, gained) ~ Binomial(lost +
+    gained, 1/2); the p-value doubles its lower tail (capped at 1). No discordant pairs -> 1.
+    """
+    if lost < 0 or gained < 0:
+        raise ValueError("counts must be >= 0")
+    n = lost + gained
+    if n == 0:
+        return 1.0
+    k = min(lost, gained)
+    # sum_{i<=k} C(n, i) / 2^n, exact in integers before the one division.
+    tail = sum(math.comb(n, i) for i in range(k + 1))
+    return min(1.0, 2.0 * tail / 2.0**n) if n < 1020 else _binom_tail_scipy(k, n)
+
+
+def _binom_tail_scipy(k: int, n: int) -> float:
+    from scipy.stats import binom
+
+    return float(min(1.0, 2.0 * binom.cdf(k, n, 0.5)))
+
+
+@dataclass
+class Row:
+    """One line of a comparison: clean accuracy or robust accuracy at one eps."""
+
+    label: str
+    eps: float | None
+    base_accuracy: float  # as reported in BASE/results.json (all of BASE's samples)
+    new_accuracy: float  # as reported in NEW/results.json
+    n_shared: int
+    base_shared: float  # on the shared samples only (the paired comparison)
+    new_shared: float
+    delta: float  # new_shared - base_shared
+    lost: int
+    gained: int
+    p_value: float
+    regression: bool
+
+
+@dataclass
+class Comparison:
+    base: str
+    new: str
+    alpha: float
+    max_drop: float
+    n_base: int
+    n_new: int
+    n_shared: int
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def regressed(self) -> bool:
+        return any(r.regression for r in self.rows)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.regressed else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for r in d["rows"]:  # an accuracy missing from a results.json is NaN here; JSON has no NaN
+            for k, v in r.items():
+                if isinstance(v, float) and math.isnan(v):
+                    r[k] = None
+        d["regressed"] = self.regressed
+        d["exit_code"] = self.exit_code
+        return d
+
+    def format(self) -> str:
+        lines = [
+            f"BASE {self.base}",
+            f"NEW  {self.new}",
+            f"paired on {self.n_shared} shared sample ids (BASE has {self.n_base}, NEW {self.n_new})",
+            "",
+            f"{'':<12}{'base':>8}{'new':>8}{'delta':>9}{'lost':>6}{'gained':>8}{'p (McNemar)':>13}",
+        ]
+        for r in self.rows:
+            flag = "  REGRESSION" if r.regression else ""
+            lines.append(
+                f"{r.label:<12}{100 * r.base_shared:>7.1f}%{100 * r.new_shared:>7.1f}%"
+                f"{100 * r.delta:>+8.1f}p{r.lost:>6}{r.gained:>8}{_p(r.p_value):>13}{flag}"
+            )
+        lines.append("")
+        lines += [f"note: {n}" for n in self.notes]
+        rule = f"alpha {self.alpha:g}, max drop {100 * self.max_drop:g} points"
+        if self.regressed:
+            bad = ", ".join(r.label for r in self.rows if r.regression)
+            lines.append(f"result: significant regression at {bad} ({rule}); exit 1")
+        else:
+            lines.append(f"result: no significant regression ({rule}); exit 0")
+        return "\n".join(lines)
+
+
+def _p(p: float) -> str:
+    return f"{p:.4f}" if p >= 1e-4 else f"{p:.1e}"
+
+
+def _load(path: str | Path, role: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]], Path]:
+    p = Path(path)
+    if p.is_dir():
+        p = p / "results.json"
+    if not p.is_file():
+        raise UsageError(
+            f"{role} results file {p} does not exist",
+            field=role,
+            fix="Give the results.json written by 'robustness audit' (or its output folder).",
+        )
+    try:
+        res = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(
+            f"{role} file {p} is not valid JSON ({exc})", field=role, fix="Re-run that audit."
+        ) from exc
+    if not isinstance(res, dict) or not str(res.get("schema_version", "")).startswith("1."):
+        raise UsageError(
+            f"{role} file {p} is not audit results of schema 1.x",
+            field=role,
+            fix="Give the results.json written by 'robustness audit'.",
+        )
+    name = (res.get("files") or {}).get("samples") or "samples.jsonl"
+    sp = p.parent / name
+    if not sp.is_file():
+        raise UsageError(
+            f"{role}: {sp} is missing; the paired test needs the per-sample results next to results.json",
+            field=role,
+            fix="Copy samples.jsonl along with results.json, or re-run the audit.",
+        )
+    samples: dict[str, dict[str, Any]] = {}
+    with open(sp, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                sid = str(row["id"])
+                _ = row["label"], row["clean_pred"], row["eps"]
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise DataError(
+                    f"{role}: {sp} line {lineno} is not a sample record ({exc})",
+                    field=role,
+                    fix="The file is damaged; re-run the audit.",
+                ) from exc
+            if sid in samples:
+                raise DataError(
+                    f"{role}: sample id {sid!r} appears twice in {sp}",
+                    field=role,
+                    fix="Sample ids must be unique; re-run the audit.",
+                )
+            samples[sid] = row
+    return res, samples, p
+
+
+def _threat(res: dict[str, Any]) -> tuple[str, list[float], Any]:
+    t = res.get("threat") or {}
+    norm = t.get("norm") or (res.get("robust") or [{}])[0].get("norm")
+    eps = sorted(float(e) for e in (t.get("eps") or [r["eps"] for r in res.get("robust") or []]))
+    return str(norm), eps, t.get("bounds") or (res.get("model") or {}).get("bounds")
+
+
+def _robust_at(row: dict[str, Any], eps: float) -> bool:
+    for e in row["eps"]:
+        if abs(float(e["eps"]) - eps) < EPS_TOL:
+            return bool(e["robust"])
+    raise DataError(
+        f"sample {row['id']!r} has no entry for eps {eps:g} in samples.jsonl",
+        field="samples.jsonl",
+        fix="The file is incomplete; re-run the audit.",
+    )
+
+
+def _paired(base_ok: list[bool], new_ok: list[bool]) -> tuple[int, int, float, float]:
+    lost = sum(1 for b, n in zip(base_ok, new_ok) if b and not n)
+    gained = sum(1 for b, n in zip(base_ok, new_ok) if n and not b)
+    m = len(base_ok)
+    return lost, gained, sum(base_ok) / m, sum(new_ok) / m
+
+
+def compare(base: str | Path, new: str | Path, *, max_drop: float = 0.0, alpha: float = 0.05) -> Comparison:
+    """Compare two audits (their results.json paths or output folders)."""
+    if not (0.0 <= float(max_drop) < 1.0):
+        raise UsageError(
+            f"max_drop must be in [0, 1) (a fraction of accuracy), got {max_drop}",
+            field="--max-drop",
+            fix="Use e.g. 0.02 for two points.",
+        )
+    if not (0.0 < float(alpha) < 1.0):
+        raise UsageError(f"alpha must be in (0, 1), got {alpha}", field="--alpha", fix="Use e.g. 0.05.")
+    b_res, b_samples, b_path = _load(base, "BASE")
+    n_res, n_samples, n_path = _load(new, "NEW")
+
+    b_norm, b_eps, b_bounds = _threat(b_res)
+    n_norm, n_eps, n_bounds = _threat(n_res)
+    if b_norm != n_norm or (
+        b_bounds and n_bounds and list(map(float, b_bounds)) != list(map(float, n_bounds))
+    ):
+        raise UsageError(
+            f"the audits use different threat models (BASE norm {b_norm}, bounds {b_bounds}; "
+            f"NEW norm {n_norm}, bounds {n_bounds})",
+            field="NEW",
+            fix="Compare audits run with the same threat section.",
+        )
+    if len(b_eps) != len(n_eps) or any(abs(a - b) > EPS_TOL for a, b in zip(b_eps, n_eps)):
+        raise UsageError(
+            f"the audits use different eps grids (BASE {b_eps}, NEW {n_eps})",
+            field="NEW",
+            fix="Compare audits run with the same eps grid.",
+        )
+    shared = [i for i in b_samples if i in n_samples]
+    if not shared:
+        raise UsageError(
+            "the two audits share no sample ids, so there is nothing to pair",
+            field="NEW",
+            fix="Audit both models on the same data (same spec, n_examples and seed).",
+        )
+    relabelled = [i for i in shared if int(b_samples[i]["label"]) != int(n_samples[i]["label"])]
+    if relabelled:
+        raise UsageError(
+            f"{len(relabelled)} shared sample ids have different labels in the two audits (e.g. {relabelled[0]!r}): "
+            "the ids do not name the same samples",
+            field="NEW",
+            fix="Audit both models on the same data.",
+        )
+
+    cmp = Comparison(
+        base=str(b_path),
+        new=str(n_path),
+        alpha=float(alpha),
+        max_drop=float(max_drop),
+        n_base=len(b_samples),
+        n_new=len(n_samples),
+        n_shared=len(shared),
+    )
+    b_data, n_data = (b_res.get("data") or {}).get("spec"), (n_res.get("data") or {}).get("spec")
+    if b_data != n_data:
+        cmp.notes.append(f"data specs differ (BASE {b_data}, NEW {n_data}); samples are paired by id")
+    if len(shared) < max(len(b_samples), len(n_samples)):
+        cmp.notes.append(f"only {len(shared)} sample ids are in both audits; the paired numbers use those")
+
+    def add(label: str, eps: float | None, base_acc: float, new_acc: float, b_ok, n_ok) -> None:
+        lost, gained, bs, ns = _paired(b_ok, n_ok)
+        p = mcnemar_exact(lost, gained)
+        delta = ns - bs
+        regression = lost > gained and p < alpha and -delta > max_drop + 1e-12
+        cmp.rows.append(
+            Row(label, eps, base_acc, new_acc, len(shared), bs, ns, delta, lost, gained, p, regression)
+        )
+
+    add(
+        "clean",
+        None,
+        float((b_res.get("clean") or {}).get("accuracy", float("nan"))),
+        float((n_res.get("clean") or {}).get("accuracy", float("nan"))),
+        [int(b_samples[i]["clean_pred"]) == int(b_samples[i]["label"]) for i in shared],
+        [int(n_samples[i]["clean_pred"]) == int(n_samples[i]["label"]) for i in shared],
+    )
+    b_rows = {round(float(r["eps"]), 12): r for r in b_res.get("robust") or []}
+    n_rows = {round(float(r["eps"]), 12): r for r in n_res.get("robust") or []}
+    for e in b_eps:
+        cmp_key = round(e, 12)
+        add(
+            f"eps {e:g}",
+            e,
+            float(b_rows.get(cmp_key, {}).get("accuracy", float("nan"))),
+            float(n_rows.get(cmp_key, {}).get("accuracy", float("nan"))),
+            [_robust_at(b_samples[i], e) for i in shared],
+            [_robust_at(n_samples[i], e) for i in shared],
+        )
+    return cmp
