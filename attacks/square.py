@@ -1,0 +1,274 @@
+"""Square Attack (Andriushchenko, Croce, Flammarion & Hein, ECCV 2020), as used in AutoAttack.
+
+A score-based black-box attack: random search over square-shaped updates, accepted only
+when they lower the margin loss on the logits. linf updates set a random square to +-eps
+(per channel); l2 updates move perturbation mass between two windows, shaped by a
+centre-weighted "pseudo-Gaussian" pattern, keeping the total norm at eps. The fraction
+``p`` of pixels changed per step follows the published piecewise schedule, rescaled to the
+query budget as AutoAttack does.
+
+Only forward passes are used, and only on samples that are not yet adversarial. Window
+positions and signs are drawn per sample from ``ctx.generator``; everything is batched.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from attacks.base import Attack, AttackContext
+from attacks.registry import register
+from robustness.errors import AttackError
+
+# The published schedule for 10,000 iterations: (upper iteration bound, divisor of p_init).
+_P_SCHEDULE = (
+    (10, 1),
+    (50, 2),
+    (200, 4),
+    (500, 8),
+    (1000, 16),
+    (2000, 32),
+    (4000, 64),
+    (6000, 128),
+    (8000, 256),
+)
+
+
+def p_selection(p_init: float, it: int, n_iters: int) -> float:
+    """Fraction of pixels to change at iteration ``it`` of ``n_iters`` (schedule rescaled to 10k)."""
+    scaled = int(it / n_iters * 10000)
+    for bound, div in _P_SCHEDULE:
+        if scaled <= bound:
+            return p_init / div
+    return p_init / 512
+
+
+def _rectangles(rows: int, cols: int, device: torch.device) -> torch.Tensor:
+    """Concentric rectangles around the centre, ring k weighted 1/(k+1)^2 (cumulative), l2-normalised."""
+    if rows == 0:
+        return torch.zeros(0, cols, device=device)
+    i = torch.arange(rows, device=device).view(-1, 1)
+    j = torch.arange(cols, device=device).view(1, -1)
+    ring = torch.maximum((i - rows // 2).abs(), (j - cols // 2).abs())  # smallest rectangle covering (i, j)
+    n_rings = max(rows // 2 + 1, cols // 2 + 1)
+    w = 1.0 / torch.arange(1, n_rings + 1, device=device, dtype=torch.float32) ** 2
+    tail = w.flip(0).cumsum(0).flip(0)  # tail[k] = sum_{m >= k} w[m]
+    out = tail[ring]
+    return out / out.norm()
+
+
+def pseudo_gaussian(s: int, device: torch.device) -> torch.Tensor:
+    """The s x s l2 update pattern: a positive and a negative half, each centre-weighted; unit l2 norm."""
+    top = _rectangles(s // 2, s, device)
+    bottom = -_rectangles(s - s // 2, s, device)
+    out = torch.cat([top, bottom], dim=0)
+    return out / out.norm()
+
+
+def _window_mask(
+    n: int, h: int, w: int, s: int, ctx: AttackContext
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A random s x s window per sample: mask (n, 1, h, w) and the top-left corners."""
+    vh = torch.randint(0, h - s + 1, (n,), device=ctx.device, generator=ctx.generator)
+    vw = torch.randint(0, w - s + 1, (n,), device=ctx.device, generator=ctx.generator)
+    rows = torch.arange(h, device=ctx.device).view(1, h, 1)
+    cols = torch.arange(w, device=ctx.device).view(1, 1, w)
+    inside = (
+        (rows >= vh.view(-1, 1, 1))
+        & (rows < (vh + s).view(-1, 1, 1))
+        & (cols >= vw.view(-1, 1, 1))
+        & (cols < (vw + s).view(-1, 1, 1))
+    )
+    return inside.unsqueeze(1).float(), vh, vw
+
+
+def _place(pattern: torch.Tensor, vh: torch.Tensor, vw: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Put one s x s pattern per sample (n, s, s) at its corner into an (n, 1, h, w) canvas."""
+    n, s, _ = pattern.shape
+    ar = torch.arange(s, device=pattern.device)
+    flat_idx = ((vh.view(-1, 1, 1) + ar.view(1, -1, 1)) * w + (vw.view(-1, 1, 1) + ar.view(1, 1, -1))).view(
+        n, -1
+    )
+    canvas = torch.zeros(n, h * w, device=pattern.device, dtype=pattern.dtype)
+    canvas.scatter_(1, flat_idx, pattern.reshape(n, -1))
+    return canvas.view(n, 1, h, w)
+
+
+def _l2(t: torch.Tensor) -> torch.Tensor:
+    return t.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+
+
+@register
+class Square(Attack):
+    name = "square"
+    norms = ("linf", "l2")
+    kind = "black-box"
+    supports_targeted = True
+    description = "Score-based black-box random search with square updates (Andriushchenko et al. 2020)."
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        # n_queries: iterations per restart after the one query for the starting point (as in AutoAttack).
+        return {"n_queries": 5000, "p_init": 0.8, "restarts": 1, "loss": "margin"}
+
+    def check_params(self) -> None:
+        p = self.params
+        if int(p["n_queries"]) < 1:
+            raise AttackError(
+                f"n_queries must be >= 1, got {p['n_queries']}", field="n_queries", fix="Use e.g. 5000."
+            )
+        if not 0 < float(p["p_init"]) <= 1:
+            raise AttackError(f"p_init must be in (0, 1], got {p['p_init']}", field="p_init", fix="Use 0.8.")
+        if int(p["restarts"]) < 1:
+            raise AttackError(
+                f"restarts must be >= 1, got {p['restarts']}", field="restarts", fix="Use e.g. 1."
+            )
+        if p["loss"] not in ("margin", "ce"):
+            raise AttackError(f"unknown loss {p['loss']!r}", field="loss", fix="Use margin or ce.")
+
+    # -- scoring -----------------------------------------------------------------------------
+    def _score(
+        self, ctx: AttackContext, x: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(margin, loss): margin <= 0 means adversarial; the search minimises loss."""
+        with torch.no_grad():
+            logits = ctx.model(x)
+        cls = y if targets is None else targets
+        z_c = logits.gather(1, cls[:, None]).squeeze(1)
+        other = logits.scatter(1, cls[:, None], float("-inf")).amax(dim=1)
+        if targets is not None:
+            return other - z_c, F.cross_entropy(logits, targets, reduction="none")
+        margin = z_c - other
+        if self.params["loss"] == "ce":
+            return margin, -F.cross_entropy(logits, y, reduction="none")
+        return margin, margin
+
+    # -- the attack ----------------------------------------------------------------------------
+    def perturb(
+        self,
+        ctx: AttackContext,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        eps: torch.Tensor,
+        targets: torch.Tensor | None,
+    ) -> torch.Tensor:
+        if x.dim() != 4:
+            raise AttackError(
+                f"square needs image inputs of shape N x C x H x W, got {tuple(x.shape)}",
+                field="attack",
+                fix="Use pgd/apgd or noise for non-image inputs.",
+            )
+        x = x.detach()
+        x_best = x.clone()
+        found = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        for _ in range(int(self.params["restarts"])):
+            act = (~found).nonzero().flatten()
+            if act.numel() == 0:
+                break
+            ta = None if targets is None else targets[act]
+            run = self._linf if ctx.norm == "linf" else self._l2
+            x_run, margin = run(ctx, x[act], y[act], eps[act].view(-1, 1, 1, 1), ta)
+            hit = margin <= 0
+            # Unbroken samples keep the latest restart's best point (the caller projects and re-predicts).
+            x_best[act] = x_run
+            found[act[hit]] = True
+        return x_best
+
+    def _linf(
+        self,
+        ctx: AttackContext,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        eps: torch.Tensor,
+        targets: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        lo, hi = ctx.bounds
+        n, c, h, w = x.shape
+        n_iters, p_init = int(self.params["n_queries"]), float(self.params["p_init"])
+        # Vertical stripes: one random sign per column and channel, at full eps.
+        stripes = torch.randint(0, 2, (n, c, 1, w), device=x.device, generator=ctx.generator) * 2.0 - 1.0
+        x_best = (x + eps * stripes).clamp(lo, hi)
+        margin, loss = self._score(ctx, x_best, y, targets)
+        for it in range(n_iters):
+            act = (margin > 0).nonzero().flatten()
+            if act.numel() == 0:
+                break
+            xa, xb, ea = x[act], x_best[act], eps[act]
+            s = max(int(round(math.sqrt(p_selection(p_init, it, n_iters) * h * w))), 1)
+            s = min(s, h, w)
+            mask, _, _ = _window_mask(act.numel(), h, w, s, ctx)
+            sign = (
+                torch.randint(0, 2, (act.numel(), c, 1, 1), device=x.device, generator=ctx.generator) * 2.0
+                - 1.0
+            )
+            x_new = xb + mask * (2.0 * ea * sign)
+            x_new = torch.minimum(torch.maximum(x_new, xa - ea), xa + ea).clamp(lo, hi)
+            m_new, l_new = self._score(ctx, x_new, y[act], None if targets is None else targets[act])
+            better = (l_new < loss[act]) | (m_new <= 0)
+            loss[act] = torch.where(l_new < loss[act], l_new, loss[act])
+            margin[act] = torch.where(better, m_new, margin[act])
+            x_best[act] = torch.where(better.view(-1, 1, 1, 1), x_new, xb)
+        return x_best, margin
+
+    def _l2(
+        self,
+        ctx: AttackContext,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        eps: torch.Tensor,
+        targets: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        lo, hi = ctx.bounds
+        n, c, h, w = x.shape
+        dev = x.device
+        n_iters, p_init = int(self.params["n_queries"]), float(self.params["p_init"])
+        # Start: a grid of small pseudo-Gaussian tiles with random signs, scaled to norm eps.
+        s0 = max(h // 5, 1)
+        off_h, off_w = (h - s0 * (h // s0)) // 2, (w - s0 * (w // s0)) // 2
+        tile = pseudo_gaussian(s0, dev)
+        delta = torch.zeros_like(x)
+        for r in range(off_h, h - s0 + 1, s0):
+            for q in range(off_w, w - s0 + 1, s0):
+                sign = torch.randint(0, 2, (n, c, 1, 1), device=dev, generator=ctx.generator) * 2.0 - 1.0
+                delta[:, :, r : r + s0, q : q + s0] += tile * sign
+        x_best = (x + delta / (_l2(delta) + 1e-12) * eps).clamp(lo, hi)
+        margin, loss = self._score(ctx, x_best, y, targets)
+        patterns = None
+        for it in range(n_iters):
+            act = (margin > 0).nonzero().flatten()
+            if act.numel() == 0:
+                break
+            k = act.numel()
+            xa, xb, ea = x[act], x_best[act], eps[act]
+            d = xb - xa
+            s = max(int(round(math.sqrt(p_selection(p_init, it, n_iters) * h * w))), 3)
+            s += 1 - s % 2  # odd, so the pattern has a centre
+            s = min(s, h, w)
+            if patterns is None or patterns[0].shape[0] != s:
+                base = pseudo_gaussian(s, dev)
+                patterns = torch.stack([base, base.t()])
+            mask1, vh, vw = _window_mask(k, h, w, s, ctx)
+            mask2, _, _ = _window_mask(k, h, w, s, ctx)
+            # The new window: a fresh pattern plus the old content of window 1 (normalised per channel),
+            # carrying the mass of both windows plus whatever budget is unused, so ||delta|| stays ~eps.
+            flip = torch.randint(0, 2, (k,), device=dev, generator=ctx.generator)
+            fresh = _place(patterns[flip], vh, vw, h, w)
+            sign = torch.randint(0, 2, (k, c, 1, 1), device=dev, generator=ctx.generator) * 2.0 - 1.0
+            old = d * mask1
+            old = old / (old.pow(2).sum(dim=(-2, -1), keepdim=True).sqrt() + 1e-12)
+            new = fresh * sign + old
+            new = new / (new.pow(2).sum(dim=(-2, -1), keepdim=True).sqrt() + 1e-12)
+            mass = (
+                torch.clamp(ea**2 - _l2(d) ** 2, min=0) / c + _l2(d * torch.maximum(mask1, mask2)) ** 2
+            ).sqrt()
+            d_new = d * (1 - torch.maximum(mask1, mask2)) + new * mass * mask1
+            x_new = (xa + d_new / (_l2(d_new) + 1e-12) * ea).clamp(lo, hi)
+            m_new, l_new = self._score(ctx, x_new, y[act], None if targets is None else targets[act])
+            better = (l_new < loss[act]) | (m_new <= 0)
+            loss[act] = torch.where(l_new < loss[act], l_new, loss[act])
+            margin[act] = torch.where(better, m_new, margin[act])
+            x_best[act] = torch.where(better.view(-1, 1, 1, 1), x_new, xb)
+        return x_best, margin
