@@ -1,0 +1,352 @@
+"""Auto-PGD (Croce & Hein, ICML 2020): PGD with momentum and a budget-aware step-size schedule.
+
+One algorithm, three registered entries: ``apgd-ce`` (cross-entropy), ``apgd-dlr``
+(untargeted DLR loss) and ``apgd-t`` (targeted DLR towards each of the top-k classes of the
+clean logits in turn, the version used in AutoAttack).
+
+The schedule follows the paper: initial step ``2 * eps``; momentum 0.75 (weight 1 on the
+first step); checkpoints at ``ceil(p_j * steps)`` with ``p_0 = 0``, ``p_1 = 0.22`` and
+``p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)``; at a checkpoint the step is halved when
+the loss increased in at most ``rho`` of the steps since the previous checkpoint, or when the
+step was not halved at the previous checkpoint and the best loss has not improved since; after
+halving, the iterate restarts from the best-loss point (with its gradient).
+
+Two things are tracked per sample: the best-loss point (drives the schedule) and the first
+adversarial point seen (the attack's result). A sample that becomes adversarial leaves the
+batch at once, so later steps, restarts and targets cost only what is still robust.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from attacks.base import Attack, AttackContext
+from attacks.losses import ce_loss, dlr_loss
+from attacks.registry import register
+from attacks.steps import ascent_direction
+from robustness.errors import AttackError
+from robustness.threat import lp_norm
+
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+
+
+def apgd_checkpoints(steps: int) -> list[int]:
+    """Iteration counts at which APGD reconsiders its step size (the paper's ``w_j = ceil(p_j * steps)``).
+
+    ``p`` is computed in hundredths with integers so that float rounding never moves a
+    checkpoint (``0.41 * 100`` is ``41.000000000000004`` in floating point). For 100 steps
+    this is ``[0, 22, 41, 57, 70, 80, 87, 93, 99]``.
+    """
+    if steps < 1:
+        raise AttackError(f"steps must be >= 1, got {steps}", field="steps", fix="Use e.g. 100.")
+    p = [0, 22]
+    while True:
+        nxt = p[-1] + max(p[-1] - p[-2] - 3, 6)
+        if nxt > 100:
+            break
+        p.append(nxt)
+    w = sorted({-(-pj * steps // 100) for pj in p})
+    return [c for c in w if c <= steps]
+
+
+def _random_start(ctx: AttackContext, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """A point on the surface of the eps ball (as in the reference implementation), clipped to the bounds."""
+    view = (-1,) + (1,) * (x.dim() - 1)
+    if ctx.norm == "linf":
+        t = 2 * ctx.rand(*x.shape) - 1
+    else:
+        t = ctx.randn(*x.shape)
+    t = t / (lp_norm(t, ctx.norm).view(view) + 1e-12)
+    return ctx.project(x + eps.view(view) * t, x, eps)
+
+
+def _loss_and_grad(
+    ctx: AttackContext,
+    x_adv: torch.Tensor,
+    y: torch.Tensor,
+    targets: torch.Tensor | None,
+    loss_fn: LossFn,
+    eot_iter: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Logits (of the last draw), per-sample loss and input gradient, averaged over ``eot_iter`` draws."""
+    grad = torch.zeros_like(x_adv)
+    loss_sum = torch.zeros(x_adv.shape[0], device=x_adv.device)
+    logits = None
+    for _ in range(eot_iter):
+        xr = x_adv.detach().requires_grad_(True)
+        logits = ctx.model(xr)
+        loss = loss_fn(logits, y, targets)
+        (g,) = torch.autograd.grad(loss.sum(), xr)
+        grad += g
+        loss_sum += loss.detach()
+    return logits.detach(), loss_sum / eot_iter, grad / eot_iter
+
+
+def apgd_run(
+    ctx: AttackContext,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: torch.Tensor,
+    *,
+    loss_fn: LossFn,
+    loss_targets: torch.Tensor | None,
+    adv_targets: torch.Tensor | None,
+    steps: int,
+    rho: float,
+    eot_iter: int = 1,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One APGD run from a random start on the batch ``x``.
+
+    ``loss_targets`` feed the loss (e.g. the target class of targeted DLR); ``adv_targets`` decide
+    what counts as adversarial (None: any misclassification). Returns ``(x_adv, found, x_max,
+    f_max)``: the first adversarial point per sample and whether one was found, and the best-loss
+    point with its loss (for samples that left early, the loss at the point they left).
+    """
+    n = x.shape[0]
+    view = (-1,) + (1,) * (x.dim() - 1)
+    x_adv_out = x.clone()
+    found = torch.zeros(n, dtype=torch.bool, device=x.device)
+    x_max_out = x.clone()
+    f_max_out = torch.full((n,), float("-inf"), device=x.device)
+    checkpoints = set(apgd_checkpoints(steps))
+
+    x_cur = _random_start(ctx, x, eps)
+    logits, loss, grad = _loss_and_grad(ctx, x_cur, y, loss_targets, loss_fn, eot_iter)
+    # Per-sample state of the samples still being attacked; compacted when samples break.
+    s: dict[str, torch.Tensor] = {
+        "idx": torch.arange(n, device=x.device),
+        "x": x,
+        "y": y,
+        "eps": eps,
+        "x_cur": x_cur,
+        "x_prev": x_cur.clone(),
+        "grad": grad,
+        "f_cur": loss,
+        "x_max": x_cur.clone(),
+        "g_max": grad.clone(),
+        "f_max": loss.clone(),
+        "step": 2.0 * eps,
+        "n_inc": torch.zeros(n, device=x.device),
+        "f_last": loss.clone(),
+        "halved_last": torch.zeros(n, dtype=torch.bool, device=x.device),
+    }
+    if loss_targets is not None:
+        s["lt"] = loss_targets
+    if adv_targets is not None:
+        s["at"] = adv_targets
+
+    def record_and_drop(logits: torch.Tensor) -> bool:
+        """Keep the first adversarial point of each sample; drop those samples. True if none left."""
+        nonlocal s
+        hit = ctx.is_adversarial(logits, s["y"], s.get("at"))
+        if hit.any():
+            gidx = s["idx"][hit]
+            x_adv_out[gidx] = s["x_cur"][hit]
+            found[gidx] = True
+            x_max_out[gidx] = s["x_max"][hit]
+            f_max_out[gidx] = s["f_max"][hit]
+            keep = ~hit
+            s = {k: v[keep] for k, v in s.items()}
+        return s["idx"].numel() == 0
+
+    if record_and_drop(logits):
+        return x_adv_out, found, x_max_out, f_max_out
+    last_ck = 0
+    for k in range(steps):
+        a = 1.0 if k == 0 else 0.75
+        xc, x0, e = s["x_cur"], s["x"], s["eps"]
+        direction = ascent_direction(s["grad"], ctx.norm)
+        z = ctx.project(xc + s["step"].view(view) * direction, x0, e)
+        x_new = ctx.project(xc + a * (z - xc) + (1 - a) * (xc - s["x_prev"]), x0, e)
+        s["x_prev"], s["x_cur"] = xc, x_new
+        logits, loss, grad = _loss_and_grad(ctx, x_new, s["y"], s.get("lt"), loss_fn, eot_iter)
+        s["grad"] = grad
+        s["n_inc"] = s["n_inc"] + (loss > s["f_cur"]).float()
+        s["f_cur"] = loss
+        better = loss > s["f_max"]
+        bv = better.view(view)
+        s["x_max"] = torch.where(bv, x_new, s["x_max"])
+        s["g_max"] = torch.where(bv, grad, s["g_max"])
+        s["f_max"] = torch.where(better, loss, s["f_max"])
+        if record_and_drop(logits):
+            break
+        done = k + 1
+        if done in checkpoints and done < steps:
+            window = done - last_ck
+            oscillating = s["n_inc"] <= rho * window
+            stalled = ~s["halved_last"] & (s["f_max"] <= s["f_last"])
+            halve = oscillating | stalled
+            hv = halve.view(view)
+            s["step"] = torch.where(halve, s["step"] / 2, s["step"])
+            s["x_cur"] = torch.where(hv, s["x_max"], s["x_cur"])
+            s["grad"] = torch.where(hv, s["g_max"], s["grad"])
+            s["f_cur"] = torch.where(halve, s["f_max"], s["f_cur"])
+            s["halved_last"] = halve
+            s["f_last"] = s["f_max"].clone()
+            s["n_inc"] = torch.zeros_like(s["n_inc"])
+            last_ck = done
+    if s["idx"].numel():
+        x_max_out[s["idx"]] = s["x_max"]
+        f_max_out[s["idx"]] = s["f_max"]
+    return x_adv_out, found, x_max_out, f_max_out
+
+
+class _APGDBase(Attack):
+    """Shared parameters, validation and restart loop of the APGD entries."""
+
+    norms = ("linf", "l2")
+    loss_name: str = "ce"
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return {"steps": 100, "restarts": 1, "rho": 0.75, "eot_iter": 1}
+
+    def check_params(self) -> None:
+        p = self.params
+        for key, example in (("steps", 100), ("restarts", 1), ("eot_iter", 1)):
+            if int(p[key]) < 1 or int(p[key]) != p[key]:
+                raise AttackError(
+                    f"{key} must be an integer >= 1, got {p[key]!r}", field=key, fix=f"Use e.g. {example}."
+                )
+        if not 0 < float(p["rho"]) <= 1:
+            raise AttackError(f"rho must be in (0, 1], got {p['rho']!r}", field="rho", fix="Use 0.75.")
+        if "n_target_classes" in p and (int(p["n_target_classes"]) < 1):
+            raise AttackError(
+                f"n_target_classes must be >= 1, got {p['n_target_classes']!r}",
+                field="n_target_classes",
+                fix="Use e.g. 9.",
+            )
+
+    def _check_classes(self, ctx: AttackContext, needed: int) -> None:
+        if ctx.num_classes and ctx.num_classes < needed:
+            raise AttackError(
+                f"attack {self.name!r} needs at least {needed} classes (the DLR loss uses the "
+                f"{needed - 1} largest logits besides one), the model has {ctx.num_classes}",
+                field="attack",
+                fix="Use apgd-ce for models with few classes.",
+            )
+
+    def _restarts(
+        self,
+        ctx: AttackContext,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        eps: torch.Tensor,
+        loss_fn: LossFn,
+        loss_targets: torch.Tensor | None,
+        adv_targets: torch.Tensor | None,
+        x_out: torch.Tensor,
+        found: torch.Tensor,
+        f_best: torch.Tensor,
+    ) -> None:
+        """Run the configured restarts on the samples not yet ``found``; update the outputs in place."""
+        p = self.params
+        for _ in range(int(p["restarts"])):
+            act = (~found).nonzero().flatten()
+            if act.numel() == 0:
+                return
+            lt = None if loss_targets is None else loss_targets[act]
+            at = None if adv_targets is None else adv_targets[act]
+            xa, fa, xm, fm = apgd_run(
+                ctx,
+                x[act],
+                y[act],
+                eps[act],
+                loss_fn=loss_fn,
+                loss_targets=lt,
+                adv_targets=at,
+                steps=int(p["steps"]),
+                rho=float(p["rho"]),
+                eot_iter=int(p["eot_iter"]),
+            )
+            x_out[act[fa]] = xa[fa]
+            found[act[fa]] = True
+            # Unbroken samples return their highest-loss point over all runs (useful to inspect).
+            better = ~fa & (fm > f_best[act])
+            x_out[act[better]] = xm[better]
+            f_best[act[better]] = fm[better]
+
+    def perturb(
+        self,
+        ctx: AttackContext,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        eps: torch.Tensor,
+        targets: torch.Tensor | None,
+    ) -> torch.Tensor:
+        loss_fn = ce_loss if self.loss_name == "ce" else dlr_loss
+        if self.loss_name == "dlr":
+            self._check_classes(ctx, 4 if targets is not None else 3)
+        x_out = x.clone()
+        found = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        f_best = torch.full((x.shape[0],), float("-inf"), device=x.device)
+        self._restarts(ctx, x, y, eps, loss_fn, targets, targets, x_out, found, f_best)
+        return x_out
+
+
+@register
+class APGDCE(_APGDBase):
+    name = "apgd-ce"
+    supports_targeted = True
+    loss_name = "ce"
+    description = (
+        "Auto-PGD on cross-entropy (Croce & Hein 2020): momentum, step size halved at checkpoints; "
+        "AutoAttack's first attack."
+    )
+
+
+@register
+class APGDDLR(_APGDBase):
+    name = "apgd-dlr"
+    supports_targeted = True
+    loss_name = "dlr"
+    description = (
+        "Auto-PGD on the DLR loss (Croce & Hein 2020), invariant to the scale of the logits; "
+        "targeted DLR when targets are given."
+    )
+
+
+@register
+class APGDT(_APGDBase):
+    """APGD on the targeted DLR loss towards each of the top-k classes of the clean logits in turn.
+
+    The targets are the attack's own (the k most likely wrong classes, k = ``n_target_classes``
+    capped at ``num_classes - 1``); success is any misclassification, so it takes no
+    caller-given target. Each target runs only on the samples still robust.
+    """
+
+    name = "apgd-t"
+    supports_targeted = False
+    loss_name = "dlr"
+    description = (
+        "Auto-PGD on the targeted DLR loss over the top-k wrong classes of the clean logits "
+        "(AutoAttack's APGD-T; 9 targets)."
+    )
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return {**_APGDBase.defaults(), "n_target_classes": 9}
+
+    def perturb(
+        self,
+        ctx: AttackContext,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        eps: torch.Tensor,
+        targets: torch.Tensor | None,
+    ) -> torch.Tensor:
+        self._check_classes(ctx, 4)
+        with torch.no_grad():
+            clean = ctx.model(x)
+        k = min(int(self.params["n_target_classes"]), clean.shape[1] - 1)
+        # The most likely wrong classes first; the true class is excluded even if not on top.
+        order = clean.scatter(1, y[:, None], float("-inf")).argsort(dim=1, descending=True)
+        x_out = x.clone()
+        found = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        f_best = torch.full((x.shape[0],), float("-inf"), device=x.device)
+        for r in range(k):
+            self._restarts(ctx, x, y, eps, dlr_loss, order[:, r], None, x_out, found, f_best)
+        return x_out
