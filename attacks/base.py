@@ -11,7 +11,8 @@ example, and cost accounting.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -55,11 +56,12 @@ class AttackResult:
 
     @property
     def clean_accuracy(self) -> float:
-        return float((self.clean_pred == self.y).float().mean()) if self.n else 0.0
+        # An exact ratio of counts (a float32 mean would print 0.9800000190734863).
+        return int((self.clean_pred == self.y).sum()) / self.n if self.n else 0.0
 
     @property
     def robust_accuracy(self) -> float:
-        return float(self.robust.float().mean()) if self.n else 0.0
+        return int(self.robust.sum()) / self.n if self.n else 0.0
 
     def summary(self) -> dict[str, Any]:
         from robustness.metrics import clopper_pearson
@@ -136,6 +138,33 @@ class AttackContext:
 
     def randn(self, *shape: int) -> torch.Tensor:
         return torch.randn(shape, device=self.device, generator=self.generator)
+
+
+class _FullBudgetContext(AttackContext):
+    """Context for :meth:`Attack.perturb_batch`: success never ends the attack early.
+
+    Attacks stop working on a sample once ``ctx.is_adversarial`` says it is broken; for
+    adversarial training every sample must get the full budget (Madry et al. train on the
+    final PGD iterate), so here nothing ever counts as broken.
+    """
+
+    def is_adversarial(  # type: ignore[override]
+        self, logits: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None
+    ) -> torch.Tensor:
+        return torch.zeros(y.shape[0], dtype=torch.bool, device=y.device)
+
+
+@contextmanager
+def _frozen_weights(mut: ModelUnderTest) -> Iterator[None]:
+    """Weights frozen (gradients reach the input only); the train/eval mode is left as it is."""
+    params = [(p, p.requires_grad) for p in mut.net.parameters()]
+    for p, _ in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in params:
+            p.requires_grad_(flag)
 
 
 class Attack:
@@ -222,6 +251,42 @@ class Attack:
         results = self._run(mut, x, y, eps_list, norm, targeted, seed, batch_size or 512)
         return results if isinstance(eps, Sequence) and not isinstance(eps, str) else results[0]
 
+    def perturb_batch(
+        self,
+        model: ModelUnderTest,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        eps: float | torch.Tensor,
+        norm: str = "linf",
+        generator: torch.Generator | None = None,
+        seed: int = 0,
+        eval_mode: bool = True,
+        targets: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Adversarial examples for every sample of one batch: the building block of adversarial training.
+
+        Unlike :meth:`__call__` this is not an evaluation: no sample is skipped (misclassified
+        ones included), success never stops the attack early (each sample gets the full budget
+        and the final iterate), nothing is re-predicted or counted. The weights are frozen while
+        it runs, so no gradient reaches them; ``eval_mode`` (default) also puts the network in
+        eval mode (batch-norm running statistics are used, not updated), and the previous mode
+        is restored. ``generator`` (on the model's device) supplies all randomness; without it
+        one is seeded with ``seed``. Returns ``x_adv`` detached, inside the eps ball and bounds.
+        """
+        norm = check_norm(norm)
+        dev = model.device
+        x0 = x.detach().to(dev, dtype=torch.float32)
+        y0 = y.detach().to(dev, dtype=torch.long)
+        eps_t = torch.as_tensor(eps, dtype=torch.float32, device=dev).flatten()
+        eps_t = eps_t.expand(x0.shape[0]) if eps_t.numel() == 1 else eps_t
+        gen = generator if generator is not None else torch.Generator(device=dev).manual_seed(int(seed))
+        ctx = _FullBudgetContext(model, norm, gen, int(model.num_classes or 0), _Counter())
+        guard = model.evaluating(freeze=True) if eval_mode else _frozen_weights(model)
+        with guard, torch.enable_grad():
+            cand = self.perturb(ctx, x0, y0, eps_t, targets)
+        return ctx.project(cand.detach().float(), x0, eps_t)
+
     def _run(
         self,
         mut: ModelUnderTest,
@@ -258,14 +323,28 @@ class Attack:
                     eb = torch.full((idx.numel(),), e, device=dev)
                     with torch.enable_grad():
                         cand = self.perturb(ctx, xb, yb, eb, tb)
-                    cand = ctx.project(cand.detach().to(dev, torch.float32), xb, eb)
+                    if cand.shape != xb.shape:
+                        raise AttackError(
+                            f"attack {self.name!r} returned shape {tuple(cand.shape)} for inputs of "
+                            f"shape {tuple(xb.shape)}",
+                            field="attack",
+                            fix="perturb() must return one candidate per input, shaped like the input.",
+                        )
+                    # Project around fresh copies: an attack that edits its arguments in place
+                    # must not move the centre or the radius of the ball. NaN/inf entries fall
+                    # back to the clean value so that the bounds guarantee holds.
+                    xc = x0[idx]
+                    cand = cand.detach().to(dev, torch.float32)
+                    cand = torch.where(torch.isfinite(cand), cand, xc)
+                    cand = ctx.project(cand, xc, torch.full_like(eb, e))
                     x_best[idx] = cand
                 # Re-predict everything: success is observed, never assumed.
                 adv_pred = _predict(mut, x_best, batch_size)
                 counter.forward += int(x_best.shape[0])
                 success = adv_pred != y0 if targets is None else adv_pred == targets
-                # Only a sample that is adversarial now keeps its example for larger eps.
-                x_best = torch.where(success.view(-1, *([1] * (x0.dim() - 1))), x_best, x0)
+                # A sample that is adversarial now keeps its example for every larger eps; the
+                # others are attacked again there. x_adv stays the example adv_pred was measured
+                # on (in targeted mode a failed sample may still be misclassified).
                 broken = success
                 if dev.type == "cuda":
                     torch.cuda.synchronize(dev)

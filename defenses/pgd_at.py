@@ -1,0 +1,51 @@
+"""PGD adversarial training (Madry et al. 2018): minimise the loss on PGD examples of every sample.
+
+The inner maximisation is the project's one PGD (``attacks/pgd.py``) run through
+:meth:`attacks.base.Attack.perturb_batch`: every sample of the batch is attacked with the
+full budget (misclassified ones included, no early stop on success) and training uses the
+final iterate, with the weights frozen (and, by default, the network in eval mode) while it runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from defenses.objective import Objective, register_objective
+
+
+@register_objective
+class PGDAT(Objective):
+    name = "pgd-at"
+    description = "Madry et al. 2018: cross-entropy on PGD adversarial examples (random start, k steps)."
+    adversarial = True
+    options = ("steps", "step_size")
+
+    @classmethod
+    def option_defaults(cls) -> dict[str, Any]:
+        return {"steps": 10}
+
+    def __init__(self, config, model, generator) -> None:  # noqa: ANN001 - see Objective
+        super().__init__(config, model, generator)
+        from attacks.registry import get_attack
+
+        self.attack = get_attack(
+            "pgd",
+            steps=int(config.steps),
+            step_size=self.default_step_size(),
+            random_start=bool(config.random_start),
+            restarts=1,
+        )
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        c = self.config
+        x_adv = self.attack.perturb_batch(
+            self.model, x, y, eps=c.eps, norm=c.norm, generator=self.generator, eval_mode=c.attack_eval_mode
+        )
+        logits = self.model(x_adv)
+        return F.cross_entropy(logits.float(), y), logits
+
+    def card(self) -> dict[str, Any]:
+        return {**super().card(), "inner_attack": {"attack": "pgd", **self.attack.params}}

@@ -1,0 +1,90 @@
+"""TRADES (Zhang et al. 2019): CE(f(x), y) + beta * KL(f(x) || f(x')).
+
+x' maximises the KL term, not a cross-entropy: it starts at x + 0.001 N(0, 1) and takes
+steepest-ascent steps on KL(softmax f(x) || softmax f(x')), projected into the eps ball and
+the bounds after every step, as in the paper. This inner loop is not an attack on labels
+(it needs the clean prediction as its reference), so it lives here, built from the same
+steps and projections as the attack library.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from attacks.steps import ascent_direction
+from defenses.objective import Objective, register_objective
+from robustness.model import ModelUnderTest
+from robustness.threat import clip_to_ball_and_bounds
+
+
+def kl_to_clean(logits_adv: torch.Tensor, p_clean: torch.Tensor) -> torch.Tensor:
+    """Per-sample KL(p_clean || softmax(logits_adv))."""
+    return F.kl_div(F.log_softmax(logits_adv.float(), dim=1), p_clean, reduction="none").sum(dim=1)
+
+
+def maximise_kl(
+    model: ModelUnderTest,
+    x: torch.Tensor,
+    *,
+    eps: float,
+    norm: str,
+    steps: int,
+    step_size: float,
+    generator: torch.Generator,
+    eval_mode: bool = True,
+) -> torch.Tensor:
+    """TRADES' inner maximisation; returns x' detached. Gradients are taken w.r.t. x' only."""
+    guard = model.evaluating(freeze=True) if eval_mode else contextlib.nullcontext()
+    with guard, torch.enable_grad():
+        with torch.no_grad():
+            p_clean = F.softmax(model(x).float(), dim=1)
+        noise = torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
+        x_adv = clip_to_ball_and_bounds(x + 0.001 * noise, x, norm, eps, model.bounds).detach()
+        for _ in range(steps):
+            x_adv.requires_grad_(True)
+            loss = kl_to_clean(model(x_adv), p_clean).sum()
+            # autograd.grad w.r.t. x' only: nothing is accumulated into the weights' .grad
+            (grad,) = torch.autograd.grad(loss, x_adv)
+            step = ascent_direction(grad, norm, x_adv.detach(), model.bounds)
+            x_adv = clip_to_ball_and_bounds(x_adv.detach() + step_size * step, x, norm, eps, model.bounds)
+    return x_adv.detach()
+
+
+@register_objective
+class TRADES(Objective):
+    name = "trades"
+    description = "Zhang et al. 2019: CE on clean inputs + beta * KL(f(x) || f(x')), x' maximising the KL."
+    adversarial = True
+    options = ("steps", "step_size", "beta")
+
+    @classmethod
+    def option_defaults(cls) -> dict[str, Any]:
+        return {"steps": 10, "beta": 6.0}
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        c = self.config
+        x_adv = maximise_kl(
+            self.model,
+            x,
+            eps=float(c.eps),
+            norm=c.norm,
+            steps=int(c.steps),
+            step_size=self.default_step_size(),
+            generator=self.generator,
+            eval_mode=c.attack_eval_mode,
+        )
+        # Two forward passes, as in the paper: batch-norm sees clean and adversarial batches apart.
+        clean, adv = self.model(x), self.model(x_adv)
+        robust = kl_to_clean(adv, F.softmax(clean.float(), dim=1)).mean()
+        return F.cross_entropy(clean.float(), y) + float(c.beta) * robust, clean
+
+    def card(self) -> dict[str, Any]:
+        c = self.config
+        return {
+            **super().card(),
+            "inner_maximisation": {"loss": "kl", "steps": c.steps, "step_size": self.default_step_size()},
+        }

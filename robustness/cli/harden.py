@@ -1,0 +1,271 @@
+"""``robustness harden``: adversarial training / distillation of a model into a model folder."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+INIT_HELP = (
+    "where the weights start: 'scratch' (freshly initialised, seeded) or 'weights' (fine-tune the given "
+    "weights). Default 'auto': zoo:NAME and a factory without --weights mean an architecture trained from "
+    "scratch; a model folder, or a factory with --weights, is fine-tuned. Use '--init weights' to fine-tune "
+    "a zoo model's trained weights."
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "harden",
+        help="train a model with adversarial training (pgd-at, trades, fast-at), distillation or plain training",
+        description=(
+            "Train a classifier with one of the methods and write a model folder (model.safetensors, model.json, "
+            "training_curve.png, train_log.jsonl, checkpoint.pt) that '--model DIR' loads. A checkpoint is "
+            "written after every epoch; rerun the same command with --resume to continue an interrupted run. "
+            "Note: 'distillation' (Papernot et al. 2016) is known to be broken (Carlini & Wagner 2017); its "
+            "apparent robustness is gradient masking and it is offered to show that the audit sees through it."
+        ),
+    )
+    g = p.add_argument_group("model")
+    g.add_argument(
+        "--model",
+        required=True,
+        metavar="SPEC",
+        help="an architecture or a model: zoo:NAME, package.module:callable (a factory), or a harden folder",
+    )
+    g.add_argument(
+        "--weights", metavar="FILE", help="weights for a factory spec (.safetensors or state-dict .pt)"
+    )
+    g.add_argument("--init", choices=("auto", "scratch", "weights"), default="auto", help=INIT_HELP)
+    g.add_argument(
+        "--bounds", nargs=2, type=float, metavar=("LOW", "HIGH"), help="input bounds (default 0 1)"
+    )
+    g.add_argument("--mean", nargs="+", type=float, help="per-channel mean applied inside the model")
+    g.add_argument("--std", nargs="+", type=float, help="per-channel std applied inside the model")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+
+    d = p.add_argument_group("data")
+    d.add_argument(
+        "--data", required=True, metavar="SPEC", help="training data, e.g. builtin:digits:train or file.npz"
+    )
+    d.add_argument("--n-examples", type=int, metavar="N", help="train on a reproducible subset of N samples")
+    d.add_argument("--val-data", metavar="SPEC", help="validation data (default: a held-out share of --data)")
+    d.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.1,
+        metavar="F",
+        help="share of --data held out for validation when --val-data is not given (default 0.1; 0: none)",
+    )
+
+    t = p.add_argument_group("training")
+    t.add_argument("--method", default="standard", help="standard, pgd-at, trades, fast-at or distillation")
+    t.add_argument(
+        "--eps", type=float, help="radius trained against and validated at (needed by adversarial methods)"
+    )
+    t.add_argument("--norm", default="linf", help="linf, l2 or l1 (default linf)")
+    t.add_argument("--epochs", type=int, default=20, help="epochs (default 20)")
+    t.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
+    t.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default 2e-3)")
+    t.add_argument("--optimizer", default="adam", help="sgd (momentum 0.9) or adam (default adam)")
+    t.add_argument(
+        "--schedule", help="cosine, onecycle, cyclic or constant (default: cyclic for fast-at, else cosine)"
+    )
+    t.add_argument("--weight-decay", type=float, default=0.0, help="weight decay (default 0; 5e-4 is common)")
+    t.add_argument("--steps", type=int, help="inner attack steps (pgd-at, trades; default 10)")
+    t.add_argument(
+        "--step-size", type=float, help="inner step size (default 2.5*eps/steps; fast-at 1.25*eps)"
+    )
+    t.add_argument("--temperature", type=float, help="distillation temperature T (default 100)")
+    t.add_argument("--beta", type=float, help="TRADES robustness weight (default 6)")
+    t.add_argument("--patience", type=int, help="stop after N epochs without a better validation score")
+    t.add_argument(
+        "--last", action="store_true", help="keep the last epoch instead of the best validation epoch"
+    )
+    t.add_argument(
+        "--attack-train-mode",
+        action="store_true",
+        help="craft training examples with the network in train mode (default: eval mode for batch-norm)",
+    )
+    t.add_argument("--seed", type=int, default=0, help="seed for initialisation, data order and attacks")
+    t.add_argument("--amp", default="off", help="mixed precision on CUDA: bf16, fp16 or off (default off)")
+
+    o = p.add_argument_group("output")
+    o.add_argument("--output", required=True, metavar="DIR", help="the model folder to write")
+    o.add_argument("--resume", action="store_true", help="continue the run in --output where it stopped")
+    o.add_argument("--json", action="store_true", help="print the final model card as JSON")
+    o.add_argument("--quiet", action="store_true", help="no per-epoch output")
+    p.set_defaults(handler=cmd_harden)
+
+
+def resolve_start(args: argparse.Namespace) -> dict[str, Any]:
+    """Architecture, input spec and starting weights named by ``--model``/``--weights``/``--init``."""
+    import json
+    from pathlib import Path
+
+    from robustness.errors import ModelError, UsageError
+    from robustness.model import MODEL_CARD
+
+    spec = args.model
+    if spec.startswith("zoo:"):
+        from robustness import zoo
+
+        e = zoo.entry(spec[4:])
+        if args.weights:
+            raise UsageError(
+                "--weights cannot be combined with a zoo model", field="weights", fix="Drop --weights."
+            )
+        init = "scratch" if args.init == "auto" else args.init
+        return {
+            "architecture": {"factory": spec},
+            "bounds": e.bounds,
+            "mean": None,
+            "std": None,
+            "num_classes": e.num_classes,
+            "init": init,
+            "weights_from": spec if init == "weights" else None,
+        }
+    path = Path(spec)
+    if path.is_dir():
+        card_path = path / MODEL_CARD
+        if not card_path.exists():
+            raise ModelError(
+                f"{path} has no {MODEL_CARD}",
+                field="model",
+                fix="Point at a folder written by 'robustness harden'.",
+            )
+        card = json.loads(card_path.read_text())
+        init = "weights" if args.init == "auto" else args.init
+        return {
+            "architecture": card["architecture"],
+            "bounds": tuple(card.get("bounds") or (0.0, 1.0)),
+            "mean": card.get("mean"),
+            "std": card.get("std"),
+            "num_classes": card.get("num_classes"),
+            "init": init,
+            "weights_from": str(path) if init == "weights" else None,
+        }
+    if ":" in spec and not path.exists():
+        init = ("weights" if args.weights else "scratch") if args.init == "auto" else args.init
+        if init == "weights" and not args.weights:
+            raise UsageError(
+                "--init weights needs --weights FILE for a factory spec",
+                field="init",
+                fix="Give --weights FILE, or train from scratch (--init scratch).",
+            )
+        return {
+            "architecture": {"factory": spec, "kwargs": {}},
+            "bounds": (0.0, 1.0),
+            "mean": None,
+            "std": None,
+            "num_classes": None,
+            "init": init,
+            "weights_from": args.weights if init == "weights" else None,
+        }
+    raise ModelError(
+        f"harden needs an architecture it can rebuild, and {spec!r} is not one",
+        field="model",
+        fix="Give zoo:NAME, a factory 'package.module:callable' (with --weights to fine-tune), or a folder "
+        "written by 'robustness harden'; TorchScript and torch.export files cannot be trained further here.",
+    )
+
+
+def build_module(start: dict[str, Any], args: argparse.Namespace, seed: int):
+    import torch
+
+    from robustness.model import build_architecture, load_model_dir, load_weights
+
+    torch.manual_seed(seed)  # the initial weights are part of the seeded run
+    if start["init"] == "scratch":
+        return build_architecture(start["architecture"])
+    spec = args.model
+    if spec.startswith("zoo:"):
+        from robustness import zoo
+
+        return zoo.load(spec[4:])[0]
+    from pathlib import Path
+
+    if Path(spec).is_dir():
+        return load_model_dir(Path(spec))[0]
+    module = build_architecture(start["architecture"])
+    load_weights(module, args.weights)
+    return module
+
+
+def cmd_harden(args: argparse.Namespace) -> int:
+    from defenses import TrainConfig, Trainer
+    from robustness.cli.common import print_json
+    from robustness.data import load_data
+    from robustness.threat import check_bounds
+
+    start = resolve_start(args)
+    bounds = check_bounds(args.bounds if args.bounds is not None else start["bounds"], field="bounds")
+    config = TrainConfig(
+        method=args.method,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        schedule=args.schedule,
+        weight_decay=args.weight_decay,
+        eps=args.eps,
+        norm=args.norm,
+        steps=args.steps,
+        step_size=args.step_size,
+        beta=args.beta,
+        temperature=args.temperature,
+        attack_eval_mode=not args.attack_train_mode,
+        val_fraction=0.0 if args.val_data else args.val_fraction,
+        patience=args.patience,
+        select_best=not args.last,
+        seed=args.seed,
+        amp=args.amp,
+    )
+    config.resolved(bounds)  # fail on a bad option before any data is loaded or weights are built
+    module = build_module(start, args, args.seed)
+    num_classes = start["num_classes"]
+    train = load_data(
+        args.data, n_examples=args.n_examples, seed=args.seed, bounds=bounds, num_classes=num_classes
+    )
+    val = None
+    if args.val_data:
+        val = load_data(args.val_data, bounds=bounds, num_classes=num_classes or train.num_classes)
+    trainer = Trainer(
+        module,
+        config,
+        architecture=start["architecture"],
+        bounds=bounds,
+        mean=args.mean if args.mean is not None else start["mean"],
+        std=args.std if args.std is not None else start["std"],
+        num_classes=num_classes or train.num_classes,
+        device=args.device,
+        verbose=not args.quiet,
+    )
+    trainer.card_extra = {
+        "init": start["init"],
+        "weights_from": start["weights_from"],
+        "model_spec": args.model,
+    }
+    if not args.quiet:
+        what = "from scratch" if start["init"] == "scratch" else f"fine-tuning {start['weights_from']}"
+        trainer.echo(f"harden: {trainer.config.method} on {args.data}, {what}, output {args.output}")
+    result = trainer.fit(train, val=val, output=args.output, resume=args.resume)
+    if args.json:
+        import json
+        from pathlib import Path
+
+        print_json(json.loads((Path(args.output) / "model.json").read_text()))
+        return 0
+    m = result.metrics
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{100 * v:.1f}%"
+
+    print(
+        f"wrote {args.output}: {m['epochs_run']} epochs, selected epoch {m['selected_epoch']} ({m['selection']}); "
+        f"validation clean {pct(m['val_clean_accuracy'])}, robust {pct(m['val_robust_accuracy'])} (PGD-"
+        f"{trainer.config.val_steps}); {m['train_time_s']:.1f}s"
+    )
+    if result.stopped:
+        print(f"stopped: {result.stopped}")
+    print(f"evaluate it: robustness attack --model {args.output} --data DATA --attack autoattack --eps E")
+    return 0
