@@ -1,0 +1,146 @@
+"""Resumable audits: one atomic file per finished batch, keyed by a run fingerprint.
+
+The output folder holds ``.checkpoint/``: ``fingerprint.json`` (hashes of the parts of the
+config that change the measurements, of the model's weights and of the data), one JSON
+file for small records (clean predictions, the model checks) and one ``.npz`` per finished
+attack batch. A rerun of the same command loads every finished batch instead of running
+it again; since each batch's seed depends only on (seed, eps, stage, batch), the resumed
+run ends with the same numbers as an uninterrupted one. An unfinished checkpoint of a
+different config, model or data is never mixed in: the run stops and says what changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robustness.errors import UsageError
+from robustness.io import atomic_write_bytes, atomic_write_json
+
+FOLDER = ".checkpoint"
+FORMAT_VERSION = 1
+
+
+def stable_hash(obj: Any) -> str:
+    """SHA-256 of a JSON-able object in canonical form."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def derive_seed(seed: int, *parts: Any) -> int:
+    """A 31-bit seed from the config seed and a position (eps index, stage key, batch index)."""
+    digest = hashlib.sha256("/".join(str(p) for p in (seed, *parts)).encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+class Checkpoint:
+    """The ``.checkpoint`` folder of one output folder."""
+
+    def __init__(self, outdir: str | Path, parts: dict[str, Any]) -> None:
+        self.outdir = Path(outdir)
+        self.folder = self.outdir / FOLDER
+        self.parts = {k: stable_hash(v) if not isinstance(v, str) else v for k, v in parts.items()}
+        self.fingerprint = stable_hash({"version": FORMAT_VERSION, **self.parts})
+        self.n_loaded = 0
+        self.n_saved = 0
+
+    # -- opening -----------------------------------------------------------------------
+    def open(self, *, restart: bool = False) -> str:
+        """Prepare the folder; returns 'new', 'resumed' or 'restarted'.
+
+        Raises :class:`UsageError` (exit 2) when an unfinished checkpoint belongs to a
+        different run, unless ``restart`` is set.
+        """
+        state = "new"
+        meta_path = self.folder / "fingerprint.json"
+        if restart and self.folder.exists():
+            shutil.rmtree(self.folder)
+            state = "restarted"
+        elif meta_path.exists():
+            try:
+                old = json.loads(meta_path.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                old = {}
+            if old.get("fingerprint") == self.fingerprint:
+                state = "resumed" if any(self.folder.glob("*.npz")) else "new"
+            elif old.get("complete"):
+                # A finished run of another config: nothing would be mixed, start afresh.
+                print(
+                    f"robustness: {self.outdir} held a finished audit of a different configuration; "
+                    "starting a new one there",
+                    file=sys.stderr,
+                )
+                shutil.rmtree(self.folder)
+            else:
+                changed = [k for k, v in self.parts.items() if old.get("parts", {}).get(k) != v]
+                what = ", ".join(changed) or "the checkpoint format"
+                raise UsageError(
+                    f"{self.outdir} holds an unfinished audit of a different run (changed: {what}); "
+                    "continuing would mix results of different configurations, models or data",
+                    field="--restart",
+                    fix="Rerun with --restart to discard the unfinished audit, restore what changed to "
+                    "resume it, or choose another output folder with -o.",
+                )
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._write_meta(complete=False)
+        return state
+
+    def _write_meta(self, *, complete: bool) -> None:
+        atomic_write_json(
+            self.folder / "fingerprint.json",
+            {
+                "version": FORMAT_VERSION,
+                "fingerprint": self.fingerprint,
+                "parts": self.parts,
+                "complete": complete,
+            },
+        )
+
+    def mark_complete(self) -> None:
+        self._write_meta(complete=True)
+
+    # -- records -----------------------------------------------------------------------
+    @staticmethod
+    def _safe(key: str) -> str:
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", key)
+
+    def batch_path(self, eps_index: int, stage: str, batch: int) -> Path:
+        return self.folder / f"e{eps_index:02d}-{self._safe(stage)}-b{batch:05d}.npz"
+
+    def load_batch(self, eps_index: int, stage: str, batch: int) -> dict[str, np.ndarray] | None:
+        path = self.batch_path(eps_index, stage, batch)
+        if not path.exists():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                rec = {k: f[k] for k in f.files}
+        except Exception:  # noqa: BLE001 - a torn or corrupt file is redone, never trusted
+            return None
+        self.n_loaded += 1
+        return rec
+
+    def save_batch(self, eps_index: int, stage: str, batch: int, record: dict[str, np.ndarray]) -> None:
+        buf = io.BytesIO()
+        np.savez(buf, **record)
+        atomic_write_bytes(self.batch_path(eps_index, stage, batch), buf.getvalue())
+        self.n_saved += 1
+
+    def load_json(self, name: str) -> Any | None:
+        path = self.folder / f"{self._safe(name)}.json"
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    def save_json(self, name: str, obj: Any) -> None:
+        atomic_write_json(self.folder / f"{self._safe(name)}.json", obj)

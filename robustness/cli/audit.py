@@ -1,0 +1,149 @@
+"""``robustness audit``, ``robustness validate`` and ``robustness schema``.
+
+Exit codes of ``audit``: 0 pass; 1 a gate failed; 2 bad usage, config, model or data;
+3 unreliable (a sanity check failed and was not waived). ``--exit-zero`` reports and
+exits 0 whatever the verdict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+EXIT_CODES = {"pass": 0, "fail": 1, "unreliable": 3}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "audit",
+        help="run a config-driven robustness audit (results.json, samples, PDF, JUnit, Markdown)",
+        description="Run the audit a config file describes. Flags override the file. Exit codes: 0 pass, "
+        "1 a gate failed, 2 bad usage/config/model/data, 3 unreliable (a sanity check failed).",
+    )
+    p.add_argument("config", metavar="CONFIG", help="audit config (.yaml/.yml or .toml)")
+    p.add_argument("-o", "--output", metavar="OUTDIR", help="output folder (overrides output.dir)")
+    p.add_argument("--model", metavar="SPEC", help="model spec (overrides model.spec)")
+    p.add_argument("--weights", metavar="FILE", help="weights for a factory spec (overrides model.weights)")
+    p.add_argument("--data", metavar="SPEC", help="data spec (overrides data.spec)")
+    p.add_argument(
+        "--n-examples", type=int, metavar="N", help="number of samples (overrides data.n_examples)"
+    )
+    p.add_argument("--eps", type=float, nargs="+", metavar="E", help="eps grid (overrides threat.eps)")
+    p.add_argument("--norm", choices=["linf", "l2", "l1"], help="norm (overrides threat.norm)")
+    p.add_argument(
+        "--preset", choices=["quick", "standard", "thorough"], help="attack preset (overrides attacks)"
+    )
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N (overrides model.device)")
+    p.add_argument("--seed", type=int, help="seed (overrides seed)")
+    p.add_argument(
+        "--batch-size", type=int, metavar="B", help="samples per attack batch (overrides data.batch_size)"
+    )
+    p.add_argument(
+        "--format",
+        nargs="+",
+        dest="formats",
+        choices=["json", "pdf", "junit", "md"],
+        help="outputs to write (overrides output.formats; results.json is always written)",
+    )
+    p.add_argument("--exit-zero", action="store_true", help="exit 0 whatever the verdict (still reports it)")
+    p.add_argument("--restart", action="store_true", help="discard an unfinished checkpoint in OUTDIR")
+    p.add_argument(
+        "--progress",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="live display on a terminal, plain lines otherwise (auto, default), forced on, or off",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="print only errors and the final verdict line")
+    p.set_defaults(handler=cmd_audit)
+
+    v = sub.add_parser("validate", help="check an audit config without running it")
+    v.add_argument("config", metavar="CONFIG")
+    v.add_argument("--json", action="store_true", help="print the resolved config as JSON")
+    v.set_defaults(handler=cmd_validate)
+
+    s = sub.add_parser("schema", help="print the JSON schema of audit configs")
+    s.set_defaults(handler=cmd_schema)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from robustness.audit import run_audit
+    from robustness.results import command_line
+
+    results = run_audit(
+        args.config,
+        model=args.model,
+        weights=args.weights,
+        data=args.data,
+        n_examples=args.n_examples,
+        eps=args.eps,
+        norm=args.norm,
+        preset=args.preset,
+        device=args.device,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        formats=args.formats,
+        output_dir=args.output,
+        restart=args.restart,
+        progress=args.progress,
+        quiet=args.quiet,
+        command_line=command_line(),
+    )
+    _print_summary(results, quiet=args.quiet)
+    code = EXIT_CODES[results["verdict"]]
+    return 0 if args.exit_zero else code
+
+
+def _print_summary(results: dict, *, quiet: bool) -> None:
+    outdir = results["config"]["output"]["dir"]
+    line = f"verdict: {results['verdict'].upper()} - {results['verdict_reason']}"
+    if quiet:
+        print(line)
+        return
+    c = results["clean"]
+    print(f"model {results['model']['spec']} on {results['data']['spec']} (n={results['data']['n']})")
+    print(f"clean accuracy   {c['accuracy']:.4f}  95% CI [{c['ci'][0]:.4f}, {c['ci'][1]:.4f}]")
+    for r in results["robust"]:
+        print(
+            f"robust @ {r['norm']} eps {r['eps']:<8g} {r['accuracy']:.4f}  95% CI [{r['ci'][0]:.4f}, "
+            f"{r['ci'][1]:.4f}]  ({r['time_s']:.1f}s)"
+        )
+    for ch in results["sanity_checks"]:
+        if ch["status"] in ("fail", "waived"):
+            print(f"check {ch['name']}: {ch['status']} - {ch['detail']}")
+    for g in results["gates"]:
+        print(f"gate {g['name']}: {'pass' if g['passed'] else 'FAIL'} - {g['detail']}")
+    t = results["timing"]
+    print(f"time {t['total_s']:.1f}s (attacks {t['attacks_s']:.1f}s, checks {t['checks_s']:.1f}s)")
+    files = ", ".join(sorted({"results.json", *results.get("files", {}).values()}))
+    print(f"wrote {outdir}/: {files}")
+    print(line)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from robustness.config import check_config, load_config
+
+    cfg = load_config(args.config)
+    attacks = check_config(cfg)
+    if args.json:
+        json.dump(
+            {**cfg.model_dump(mode="json"), "resolved_attacks": [a.model_dump() for a in attacks]},
+            sys.stdout,
+            indent=2,
+        )
+        sys.stdout.write("\n")
+        return 0
+    names = ", ".join(a.name for a in attacks)
+    print(
+        f"{args.config}: valid. {cfg.model.spec} on {cfg.data.spec}, {cfg.threat.norm} eps "
+        f"{', '.join(f'{e:g}' for e in cfg.threat.eps)}; attacks: {names}; output: {cfg.output.dir}"
+    )
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from robustness.config import json_schema
+
+    json.dump(json_schema(), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0

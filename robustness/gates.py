@@ -1,0 +1,123 @@
+"""CI gates and the verdict.
+
+``min_clean_accuracy`` and ``min_robust_accuracy`` are judged on the lower end of the
+exact 95% interval by default (``judge: ci_low``): a gate passes only when the data show
+the model meets it, not when a lucky sample does. ``judge: point`` uses the point
+estimate. ``max_drop`` compares point estimates with a baseline results.json (for a
+paired significance test use ``robustness compare``).
+
+Verdict: ``unreliable`` when a sanity check failed and was not waived (the numbers
+cannot be trusted, whatever the gates say); else ``fail`` when a gate failed; else
+``pass``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from robustness.config import AuditConfig, find_eps, load_baseline
+
+
+def _judged(entry: dict[str, Any], judge: str) -> float:
+    return float(entry["ci"][0]) if judge == "ci_low" else float(entry["accuracy"])
+
+
+def evaluate_gates(
+    cfg: AuditConfig, clean: dict[str, Any], robust: list[dict[str, Any]], data_sha256: str | None = None
+) -> list[dict[str, Any]]:
+    """One entry per gate: name, passed, value, threshold, judge, detail."""
+    g = cfg.gates
+    what = "CI low" if g.judge == "ci_low" else "point estimate"
+    out: list[dict[str, Any]] = []
+    if g.min_clean_accuracy is not None:
+        v = _judged(clean, g.judge)
+        ok = v >= g.min_clean_accuracy
+        out.append(
+            {
+                "name": "min_clean_accuracy",
+                "passed": ok,
+                "value": v,
+                "threshold": g.min_clean_accuracy,
+                "judge": g.judge,
+                "detail": f"clean accuracy {what} {v:.4f} {'>=' if ok else '<'} {g.min_clean_accuracy:g}",
+            }
+        )
+    by_eps = {float(r["eps"]): r for r in robust}
+    for key, thr in sorted(g.min_robust_accuracy.items()):
+        e = find_eps(key, list(by_eps))
+        entry = by_eps[e]  # check_config guarantees the eps is in the grid
+        v = _judged(entry, g.judge)
+        ok = v >= thr
+        out.append(
+            {
+                "name": f"min_robust_accuracy@{e:g}",
+                "eps": e,
+                "passed": ok,
+                "value": v,
+                "threshold": thr,
+                "judge": g.judge,
+                "detail": f"robust accuracy at eps {e:g} {what} {v:.4f} {'>=' if ok else '<'} {thr:g}",
+            }
+        )
+    if g.max_drop is not None and g.baseline is not None:
+        base = load_baseline(g.baseline, cfg.threat.norm)
+        base_by_eps = {float(r["eps"]): r for r in base["robust"]}
+        limits = (
+            {find_eps(k, list(by_eps)): v for k, v in g.max_drop.items()}
+            if isinstance(g.max_drop, dict)
+            else {e: g.max_drop for e in by_eps}
+        )
+        base_sha = (base.get("data") or {}).get("sha256")
+        note = "" if data_sha256 is None or base_sha == data_sha256 else " (the baseline used different data)"
+        for e, limit in sorted(limits.items()):
+            b = find_eps(e, list(base_by_eps))
+            if b is None:
+                out.append(
+                    {
+                        "name": f"max_drop@{e:g}",
+                        "eps": e,
+                        "passed": False,
+                        "value": None,
+                        "threshold": limit,
+                        "judge": "point",
+                        "detail": f"the baseline {g.baseline} has no result at eps {e:g}; the drop cannot be measured",
+                    }
+                )
+                continue
+            drop = float(base_by_eps[b]["accuracy"]) - float(by_eps[e]["accuracy"])
+            ok = drop <= limit + 1e-12
+            out.append(
+                {
+                    "name": f"max_drop@{e:g}",
+                    "eps": e,
+                    "passed": ok,
+                    "value": drop,
+                    "threshold": limit,
+                    "judge": "point",
+                    "baseline": g.baseline,
+                    "baseline_accuracy": float(base_by_eps[b]["accuracy"]),
+                    "detail": f"robust accuracy at eps {e:g} {by_eps[e]['accuracy']:.4f} vs baseline "
+                    f"{base_by_eps[b]['accuracy']:.4f}: drop {drop:+.4f} {'<=' if ok else '>'} {limit:g}{note}",
+                }
+            )
+    return out
+
+
+def verdict(checks: list[dict[str, Any]], gates: list[dict[str, Any]]) -> tuple[str, str]:
+    """(verdict, one-sentence reason)."""
+    failed_checks = [c for c in checks if c["status"] == "fail"]
+    failed_gates = [g for g in gates if not g["passed"]]
+    if failed_checks:
+        names = ", ".join(c["name"] for c in failed_checks)
+        return (
+            "unreliable",
+            f"Sanity check(s) failed ({names}): the robust accuracy cannot be trusted, whatever the gates say.",
+        )
+    if failed_gates:
+        names = ", ".join(g["name"] for g in failed_gates)
+        return "fail", f"Gate(s) not met: {names}."
+    waived = [c["name"] for c in checks if c["status"] == "waived"]
+    tail = f" ({len(waived)} check(s) waived with a written reason)" if waived else ""
+    if not gates:
+        return "pass", f"All sanity checks hold; no gates were set{tail}."
+    return "pass", f"All {len(gates)} gate(s) and the sanity checks hold{tail}."

@@ -1,0 +1,160 @@
+"""The results of an audit as data: schema version, environment, and the files written.
+
+``results.json`` is the one contract between the runner and every renderer (schema in
+the README: "results.json"); renderers never recompute. Files are written atomically
+and ``results.json`` first, so a failing renderer can never cost the results.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import platform
+import shlex
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robustness.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+
+SCHEMA_VERSION = "1.0"
+RESULTS_FILE = "results.json"
+SAMPLES_FILE = "samples.jsonl"
+EXAMPLES_FILE = "examples.npz"
+MAX_EXAMPLES = 8
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def command_line(argv: list[str] | None = None) -> str:
+    argv = list(sys.argv if argv is None else argv)
+    if argv and argv[0].endswith(("robustness", "__main__.py")):
+        argv[0] = "robustness"
+    return shlex.join(argv)
+
+
+def environment(device: str, seed: int, cmd: str) -> dict[str, Any]:
+    """Versions and settings needed to reproduce the run."""
+    import torch
+
+    try:
+        from importlib.metadata import version
+
+        art = version("adversarial-robustness-toolbox")
+    except Exception:  # noqa: BLE001 - ART is optional at run time
+        art = None
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "art": art,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "device": device,
+        "precision": "fp32",
+        "seed": seed,
+        "threads": torch.get_num_threads(),
+        "command_line": cmd,
+    }
+
+
+def samples_lines(
+    ids: list[str],
+    labels: list[int],
+    clean_pred: list[int],
+    eps: list[float],
+    robust: list[list[bool]],
+    broken_by: list[list[str | None]],
+    pnorm: list[list[float]],
+) -> str:
+    """samples.jsonl: one JSON object per sample; ``robust``/``broken_by``/``pnorm`` are [eps][sample]."""
+    out = []
+    for i, sid in enumerate(ids):
+        out.append(
+            json.dumps(
+                {
+                    "id": sid,
+                    "label": int(labels[i]),
+                    "clean_pred": int(clean_pred[i]),
+                    "eps": [
+                        {
+                            "eps": e,
+                            "robust": bool(robust[j][i]),
+                            "broken_by": broken_by[j][i],
+                            "perturbation_norm": float(pnorm[j][i]),
+                        }
+                        for j, e in enumerate(eps)
+                    ],
+                }
+            )
+        )
+    return "\n".join(out) + "\n"
+
+
+def pick_examples(labels: np.ndarray, first_broken: np.ndarray, k: int = MAX_EXAMPLES) -> np.ndarray:
+    """Indices of up to ``k`` samples for the image grid: broken ones first (smallest eps first),
+    one per class before repeating a class; then robust ones."""
+    n = len(labels)
+    never = np.iinfo(np.int64).max
+    order = sorted(range(n), key=lambda i: (first_broken[i] if first_broken[i] >= 0 else never, i))
+    chosen: list[int] = []
+    seen: set[int] = set()
+    for i in order:  # first pass: distinct classes
+        if len(chosen) < k and int(labels[i]) not in seen:
+            chosen.append(i)
+            seen.add(int(labels[i]))
+    for i in order:  # then fill
+        if len(chosen) < k and i not in chosen:
+            chosen.append(i)
+    chosen.sort(key=lambda i: order.index(i))
+    return np.asarray(chosen, dtype=np.int64)
+
+
+def write_examples(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def write_results(outdir: Path, results: dict[str, Any]) -> Path:
+    return atomic_write_json(Path(outdir) / RESULTS_FILE, results)
+
+
+def write_samples(outdir: Path, text: str) -> Path:
+    return atomic_write_text(Path(outdir) / SAMPLES_FILE, text)
+
+
+def render_reports(
+    results: dict[str, Any], outdir: Path, formats: list[str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Run the renderers (``reports.render_all``); returns ({format: path}, {format: error}).
+
+    A renderer that fails costs its own file only; the failure is reported on stderr (one
+    line each) and returned for results.json's ``renderer_errors``.
+    """
+    wanted = [f for f in formats if f != "json"]
+    errors: dict[str, str] = {}
+    if not wanted:
+        return {}, errors
+    try:
+        from reports import render_all
+    except Exception as exc:  # noqa: BLE001 - the renderers are optional for the numbers
+        msg = f"{type(exc).__name__}: {exc}"
+        for f in wanted:
+            errors[f] = f"renderers unavailable ({msg})"
+            print(
+                f"robustness: the {f} report could not be written (renderers unavailable: {msg})",
+                file=sys.stderr,
+            )
+        return {}, errors
+    try:
+        written = render_all(results, Path(outdir), wanted, errors=errors)
+    except Exception as exc:  # noqa: BLE001 - render_all isolates renderers; this is a last resort
+        msg = f"{type(exc).__name__}: {exc}"
+        print(f"robustness: the reports could not be written ({msg})", file=sys.stderr)
+        return {}, {f: msg for f in wanted}
+    return dict(written), errors
