@@ -10,6 +10,16 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 # Reuse the zoo cache between local runs; CI starts from a clean clone and trains once.
 os.environ.setdefault("ROBUSTNESS_CACHE", str(REPO / ".cache" / "zoo"))
+# The test models are tiny: one thread is as fast as two on an idle runner and avoids
+# catastrophic oversubscription (measured 5x slower) when anything else shares the cores.
+# Set in the environment so subprocesses (CLI, kill -9 and torchrun tests) inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
