@@ -1,0 +1,227 @@
+"""``robustness attack``: run one attack at one or more eps and report robust accuracy."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from robustness.cli.common import (
+    add_data_options,
+    add_model_options,
+    load_data_from_args,
+    load_model_from_args,
+    print_json,
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "attack",
+        help="run one attack at one or more eps (robust accuracy with intervals)",
+        description="Run one attack (see 'robustness attacks') on a model and data at one or more eps. "
+        "Robust accuracy is observed by re-predicting every adversarial example.",
+    )
+    add_model_options(p)
+    add_data_options(p)
+    g = p.add_argument_group("attack")
+    g.add_argument("--attack", required=True, metavar="NAME", help="attack name, or art:ClassName")
+    g.add_argument("--eps", required=True, nargs="+", type=float, metavar="E", help="one or more radii (> 0)")
+    g.add_argument("--norm", default="linf", help="linf, l2 or l1 (default linf)")
+    g.add_argument("--steps", type=int, metavar="N", help="iterations (attacks with a 'steps' parameter)")
+    g.add_argument(
+        "--restarts", type=int, metavar="N", help="random restarts (attacks with a 'restarts' parameter)"
+    )
+    g.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an attack hyper-parameter; repeatable; VALUE is parsed as JSON when it can be (3, 0.5, true)",
+    )
+    g.add_argument(
+        "--targeted", choices=("random", "least-likely"), help="targeted mode (attacks that support it)"
+    )
+    g.add_argument("--batch-size", type=int, default=512, help="samples per attack batch (default 512)")
+    g.add_argument("--save", metavar="FILE.npz", help="save x_adv per eps, y, ids and predictions")
+    g.add_argument("--json", action="store_true", help="print JSON (one object per eps; a list for several)")
+    p.set_defaults(handler=cmd_attack)
+
+
+def parse_params(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings to a dict; values are JSON when they parse as JSON, else strings."""
+    from robustness.errors import UsageError
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(
+                f"--param expects KEY=VALUE, got {item!r}",
+                field="--param",
+                fix="Write e.g. --param steps=50.",
+            )
+        low = raw.strip()
+        aliases = {"True": True, "False": False, "None": None}
+        if low in aliases:
+            value: Any = aliases[low]
+        else:
+            try:
+                value = json.loads(low)
+            except json.JSONDecodeError:
+                value = raw
+        out[key] = value
+    return out
+
+
+def build_attack(name: str, params: dict[str, Any], *, steps: int | None, restarts: int | None):
+    """The attack ``name`` with ``params``; ``steps``/``restarts`` only where the attack has them."""
+    from attacks.registry import available, get_attack
+    from robustness.errors import AttackError, UsageError
+
+    params = dict(params)
+    cls = available().get(name)
+    for flag, key, value in (("--steps", "steps", steps), ("--restarts", "restarts", restarts)):
+        if value is None:
+            continue
+        if key in params:
+            raise UsageError(
+                f"{key} given twice ({flag} and --param {key}=...)", field=flag, fix="Give it once."
+            )
+        if cls is not None and key not in cls.defaults():
+            known = ", ".join(sorted(cls.defaults())) or "none"
+            raise AttackError(
+                f"attack {name!r} has no {key!r} parameter",
+                field=flag,
+                fix=f"Drop {flag}; the parameters of {name!r} are: {known} (set them with --param KEY=VALUE).",
+            )
+        params[key] = value
+    return get_attack(name, **params)
+
+
+def result_rows(results: list, model, data, args: argparse.Namespace) -> list[dict[str, Any]]:
+    rows = []
+    for r in results:
+        correct = r.clean_pred == r.y
+        broken = correct & r.success
+        s = r.summary()
+        s.update(
+            {
+                "model": model.spec,
+                "data": data.spec,
+                "device": str(model.device),
+                "seed": args.seed,
+                "targeted": args.targeted,
+                # Among samples classified correctly before the attack.
+                "attack_success_rate": (int(broken.sum()) / int(correct.sum()))
+                if bool(correct.any())
+                else 0.0,
+                "median_perturbation_norm": (
+                    float(r.perturbation_norm[broken].median()) if bool(broken.any()) else None
+                ),
+            }
+        )
+        rows.append(s)
+    return rows
+
+
+def save_npz(path: str, results: list, data) -> None:
+    """Write adversarial examples and predictions for every eps to ``path`` atomically."""
+    import io
+
+    import numpy as np
+    import torch
+
+    from robustness.io import atomic_write_bytes
+
+    buf = io.BytesIO()
+    np.savez_compressed(
+        buf,
+        eps=np.array([r.eps for r in results], dtype=np.float64),
+        x_adv=torch.stack([r.x_adv.detach().cpu() for r in results]).numpy(),
+        adv_pred=torch.stack([r.adv_pred.cpu() for r in results]).numpy(),
+        success=torch.stack([r.success.cpu() for r in results]).numpy(),
+        clean_pred=results[0].clean_pred.cpu().numpy(),
+        y=results[0].y.cpu().numpy(),
+        ids=np.array(data.ids, dtype=str),
+        norm=np.array(results[0].norm),
+        attack=np.array(results[0].attack),
+    )
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def cmd_attack(args: argparse.Namespace) -> int:
+    from robustness.errors import UsageError
+    from robustness.threat import check_eps, check_norm
+
+    if args.batch_size <= 0:
+        raise UsageError(
+            f"--batch-size must be > 0, got {args.batch_size}", field="--batch-size", fix="Use e.g. 256."
+        )
+    if args.save and not str(args.save).endswith(".npz"):
+        raise UsageError(
+            f"--save must name an .npz file, got {args.save!r}", field="--save", fix="Use e.g. adv.npz."
+        )
+    norm = check_norm(args.norm, field="--norm")
+    params = parse_params(args.param)
+    attack = build_attack(args.attack, params, steps=args.steps, restarts=args.restarts)
+    # Cheap checks before loading anything heavy.
+    if norm not in attack.norms:
+        from robustness.errors import AttackError
+
+        raise AttackError(
+            f"attack {args.attack!r} does not support norm {norm!r}",
+            field="--norm",
+            fix=f"Use one of: {', '.join(attack.norms)}, or pick another attack.",
+        )
+    if args.targeted and not attack.supports_targeted:
+        from robustness.errors import AttackError
+
+        raise AttackError(
+            f"attack {args.attack!r} has no targeted mode",
+            field="--targeted",
+            fix="Drop --targeted, or use an attack with targets (see 'robustness attacks').",
+        )
+    model = load_model_from_args(args)
+    check_eps(args.eps, bounds=model.bounds, norm=norm, field="--eps")
+    data = load_data_from_args(args, model)
+    results = attack(
+        model,
+        data.x,
+        data.y,
+        eps=list(args.eps),
+        norm=norm,
+        targeted=args.targeted,
+        seed=args.seed,
+        batch_size=args.batch_size,
+    )
+    if args.save:
+        save_npz(args.save, results, data)
+    rows = result_rows(results, model, data, args)
+    if args.json:
+        print_json(rows[0] if len(rows) == 1 else rows)
+        return 0
+    _print_table(rows, args)
+    return 0
+
+
+def _print_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    first = rows[0]
+    target = f", targeted {args.targeted}" if args.targeted else ""
+    print(
+        f"attack {first['attack']} ({first['norm']}{target}) on {first['model']} / {first['data']} "
+        f"(n={first['n']}, device {first['device']}, seed {first['seed']})"
+    )
+    print(f"clean accuracy {first['clean_accuracy']:.4f}")
+    header = f"{'eps':>10}  {'robust acc':>10}  {'95% CI':>17}  {'fwd':>9}  {'bwd':>9}  {'queries':>9}  {'time s':>8}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        lo, hi = r["robust_accuracy_ci"]
+        print(
+            f"{r['eps']:>10.4g}  {r['robust_accuracy']:>10.4f}  [{lo:.4f}, {hi:.4f}]  "
+            f"{r['n_forward']:>9d}  {r['n_backward']:>9d}  {r['n_queries']:>9d}  {r['time_s']:>8.2f}"
+        )
+    if args.save:
+        print(f"adversarial examples written to {args.save}")
