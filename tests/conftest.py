@@ -33,6 +33,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def _shared_model_untouched(request: pytest.FixtureRequest):
+    """Fail the test that changes the shared model's weights, frozen flags or gradients.
+
+    Every test shares one ``digits_model``; a test that trains it, leaves it frozen, or leaves
+    gradients in it would silently change the numbers of the tests after it.
+    """
+    if "digits_model" not in request.fixturenames:
+        yield
+        return
+    model = request.getfixturevalue("digits_model")
+    before = (model.sha256(), [p.requires_grad for p in model.module.parameters()])
+    yield
+    after = (model.sha256(), [p.requires_grad for p in model.module.parameters()])
+    grads = [p.grad is not None for p in model.module.parameters()]
+    assert after == before and not any(grads), (
+        "this test changed the shared digits_model (weights, requires_grad or .grad); work on a copy"
+    )
+
+
 @pytest.fixture(scope="session")
 def digits_model():
     """``zoo:digits-cnn`` on the CPU (trained on first use, then cached)."""

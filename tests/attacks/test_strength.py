@@ -7,6 +7,8 @@ tolerance of half a point (under two samples here).
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -16,7 +18,7 @@ from attacks.registry import available, get_attack
 TOL = 0.005
 STEPS = 20
 # eps per norm for the comparisons: the middle of the digits curve (robust accuracy ~0.5).
-EPS = {"linf": 0.1, "l2": 1.0}
+EPS = {"linf": 0.1, "l2": 0.5}  # mid-curve (robust accuracy ~0.5), where attack strength shows
 
 
 def robust_accuracy(model, x_adv: torch.Tensor, y: torch.Tensor) -> float:
@@ -30,7 +32,7 @@ def ours(name: str, model, data, norm: str, eps, **params):
 def torchattacks_pgd(model, data, norm: str, eps: float, random_start: bool) -> float:
     torchattacks = pytest.importorskip("torchattacks")
     torch.manual_seed(0)
-    net = model.net.eval()
+    net = copy.deepcopy(model.net).eval()  # peers may leave gradients in the weights; keep the shared model clean
     alpha = 2.5 * eps / STEPS
     cls = torchattacks.PGD if norm == "linf" else torchattacks.PGDL2
     atk = cls(net, eps=eps, alpha=alpha, steps=STEPS, random_start=random_start)
@@ -41,7 +43,7 @@ def art_pgd(model, data, norm: str, eps: float, random_start: bool) -> float:
     from art.attacks.evasion import ProjectedGradientDescent
     from art.estimators.classification import PyTorchClassifier
 
-    net = model.net.eval()
+    net = copy.deepcopy(model.net).eval()  # ART's loss_gradient calls backward() into the weights
     clf = PyTorchClassifier(
         model=net,
         loss=torch.nn.CrossEntropyLoss(),
