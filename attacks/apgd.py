@@ -12,8 +12,11 @@ step was not halved at the previous checkpoint and the best loss has not improve
 halving, the iterate restarts from the best-loss point (with its gradient).
 
 Two things are tracked per sample: the best-loss point (drives the schedule) and the first
-adversarial point seen (the attack's result). A sample that becomes adversarial leaves the
-batch at once, so later steps, restarts and targets cost only what is still robust.
+adversarial point seen (the attack's result). A sample that becomes adversarial is recorded at
+once (on the device, ``torch.where``) and leaves the batch at the next compaction: every step on
+the CPU; every ``attacks.base.COMPACT_EVERY_CUDA`` steps on a GPU, where deciding to shrink the batch needs a
+host synchronisation that would stall the queue of kernels every step. Later steps, restarts and
+targets cost only what is still robust.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 
 import torch
 
-from attacks.base import Attack, AttackContext
+from attacks.base import Attack, AttackContext, compact_interval
 from attacks.losses import ce_loss, dlr_loss
 from attacks.registry import register
 from attacks.steps import ascent_direction
@@ -132,19 +135,28 @@ def apgd_run(
         "n_inc": torch.zeros(n, device=x.device),
         "f_last": loss.clone(),
         "halved_last": torch.zeros(n, dtype=torch.bool, device=x.device),
+        # The first adversarial point, recorded on the device until the next compaction.
+        "hit": torch.zeros(n, dtype=torch.bool, device=x.device),
+        "adv": x_cur.clone(),
     }
     if loss_targets is not None:
         s["lt"] = loss_targets
     if adv_targets is not None:
         s["at"] = adv_targets
 
-    def record_and_drop(logits: torch.Tensor) -> bool:
-        """Keep the first adversarial point of each sample; drop those samples. True if none left."""
+    def record(logits: torch.Tensor) -> None:
+        """Keep the first adversarial point of each sample (no host synchronisation)."""
+        new = ctx.is_adversarial(logits, s["y"], s.get("at")) & ~s["hit"]
+        s["adv"] = torch.where(new.view(view), s["x_cur"], s["adv"])
+        s["hit"] = s["hit"] | new
+
+    def drop() -> bool:
+        """Write out the samples found so far and drop them from the batch. True if none is left."""
         nonlocal s
-        hit = ctx.is_adversarial(logits, s["y"], s.get("at"))
+        hit = s["hit"]
         if hit.any():
             gidx = s["idx"][hit]
-            x_adv_out[gidx] = s["x_cur"][hit]
+            x_adv_out[gidx] = s["adv"][hit]
             found[gidx] = True
             x_max_out[gidx] = s["x_max"][hit]
             f_max_out[gidx] = s["f_max"][hit]
@@ -152,7 +164,9 @@ def apgd_run(
             s = {k: v[keep] for k, v in s.items()}
         return s["idx"].numel() == 0
 
-    if record_and_drop(logits):
+    every = compact_interval(x.device)
+    record(logits)
+    if drop():
         return x_adv_out, found, x_max_out, f_max_out
     last_ck = 0
     for k in range(steps):
@@ -166,14 +180,16 @@ def apgd_run(
         s["grad"] = grad
         s["n_inc"] = s["n_inc"] + (loss > s["f_cur"]).float()
         s["f_cur"] = loss
-        better = loss > s["f_max"]
+        # A sample already found keeps its best-loss point of the moment it was found.
+        better = (loss > s["f_max"]) & ~s["hit"]
         bv = better.view(view)
         s["x_max"] = torch.where(bv, x_new, s["x_max"])
         s["g_max"] = torch.where(bv, grad, s["g_max"])
         s["f_max"] = torch.where(better, loss, s["f_max"])
-        if record_and_drop(logits):
-            break
+        record(logits)
         done = k + 1
+        if (done % every == 0 or done == steps) and drop():
+            break
         if done in checkpoints and done < steps:
             window = done - last_ck
             oscillating = s["n_inc"] <= rho * window

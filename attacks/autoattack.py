@@ -124,6 +124,11 @@ class AutoAttack(Attack):
     def __call__(self, model: Any, x: torch.Tensor, y: torch.Tensor, **kwargs: Any):  # type: ignore[override]
         self._records = []
         out = super().__call__(model, x, y, **kwargs)
+        dist = kwargs.get("dist")
+        if dist is not None and dist.enabled:
+            # Each rank recorded its own batches (r, r + world, ...): put everyone's back in batch order.
+            parts = dist.all_gather_object([(e, by.cpu()) for e, by in self._records])
+            self._records = _interleave(parts)
         results = out if isinstance(out, list) else [out]
         self.breakdown = self._breakdown(results)
         return out
@@ -161,6 +166,17 @@ class AutoAttack(Attack):
             out.append({"eps": res.eps, "broken_by": labels, "robust_after": robust_after})
             prev = labels
         return out
+
+
+def _interleave(parts: list[list[tuple[float, torch.Tensor]]]) -> list[tuple[float, torch.Tensor]]:
+    """Per eps (in order), rank r's k-th record is batch r + k * world: merge in batch order."""
+    eps_order = list(dict.fromkeys(e for part in parts for e, _ in part))
+    out = []
+    for e in eps_order:
+        per_rank = [[rec for rec in part if rec[0] == e] for part in parts]
+        for k in range(max(len(r) for r in per_rank)):
+            out += [r[k] for r in per_rank if k < len(r)]
+    return out
 
 
 @register

@@ -23,6 +23,27 @@ from robustness.model import ModelUnderTest, load_model
 from robustness.threat import check_eps, check_norm, clip_to_ball_and_bounds, lp_norm
 
 TARGET_MODES = ("random", "least-likely")
+# Steps between removals of broken samples from an attack's batch on CUDA: deciding to shrink the
+# batch needs a host synchronisation, which every step would stall the GPU's queue of kernels.
+COMPACT_EVERY_CUDA = 8
+# Seed of batch b at eps index i: seed * 1_000_003 + i + b * _BATCH_STRIDE (batch 0 keeps the
+# seed it always had, so a single-batch call is unchanged).
+_BATCH_STRIDE = 7_919_993
+
+
+def compact_interval(device: torch.device) -> int:
+    """Steps between compactions of an attack's batch: 1 on the CPU, ``COMPACT_EVERY_CUDA`` on CUDA.
+
+    Between compactions an attack records each sample's first adversarial iterate on the device
+    (``torch.where``), so the result is the same; only samples already broken are carried a few
+    steps longer.
+    """
+    return COMPACT_EVERY_CUDA if device.type == "cuda" else 1
+
+
+def batch_seed(seed: int, eps_index: int, batch: int) -> int:
+    """The generator seed of one batch: results do not depend on which process runs which batch."""
+    return int(seed) * 1_000_003 + int(eps_index) + int(batch) * _BATCH_STRIDE
 
 
 @dataclass
@@ -223,7 +244,14 @@ class Attack:
         targeted: str | torch.Tensor | None = None,
         seed: int = 0,
         batch_size: int | None = None,
+        dist: Any = None,
     ) -> AttackResult | list[AttackResult]:
+        """Attack ``x`` (labels ``y``) at each eps; see the class docstring.
+
+        ``dist``: a :class:`robustness.distributed.DistContext` to share the batches out over the
+        ranks of a torchrun launch (every rank passes the same ``x``, ``y`` and arguments, and every
+        rank gets the full result, equal to a single process's). Default: one process.
+        """
         mut = load_model(model) if not isinstance(model, ModelUnderTest) else model
         norm = check_norm(norm)
         if norm not in self.norms:
@@ -248,7 +276,7 @@ class Attack:
                 f"{x.shape[0]} inputs but {y.shape[0]} labels", field="y", fix="Give one label per input."
             )
         mut.validate(x)
-        results = self._run(mut, x, y, eps_list, norm, targeted, seed, batch_size or 512)
+        results = self._run(mut, x, y, eps_list, norm, targeted, seed, batch_size or 512, dist)
         return results if isinstance(eps, Sequence) and not isinstance(eps, str) else results[0]
 
     def perturb_batch(
@@ -297,7 +325,11 @@ class Attack:
         targeted: str | torch.Tensor | None,
         seed: int,
         batch_size: int,
+        dist: Any = None,
     ) -> list[AttackResult]:
+        from robustness.distributed import SINGLE
+
+        dist = dist if dist is not None else SINGLE
         dev = mut.device
         x0 = x.detach().to(
             dev, dtype=torch.float32
@@ -313,11 +345,15 @@ class Attack:
             for i, e in enumerate(eps_list):
                 counter = _Counter()
                 t0 = time.perf_counter()
-                gen = torch.Generator(device=dev).manual_seed(int(seed) * 1_000_003 + i)
-                ctx = AttackContext(mut, norm, gen, num_classes, counter)
                 todo = (~broken).nonzero().flatten()
-                for start in range(0, todo.numel(), batch_size):
-                    idx = todo[start : start + batch_size]
+                batches = [todo[s : s + batch_size] for s in range(0, todo.numel(), batch_size)]
+                mine: dict[int, torch.Tensor] = {}
+                for b, idx in enumerate(batches):
+                    if not dist.owns(b):
+                        continue  # another rank's batch
+                    # A generator per batch: a batch's result depends only on (seed, eps, batch).
+                    gen = torch.Generator(device=dev).manual_seed(batch_seed(seed, i, b))
+                    ctx = AttackContext(mut, norm, gen, num_classes, counter)
                     xb, yb = x0[idx], y0[idx]
                     tb = None if targets is None else targets[idx]
                     eb = torch.full((idx.numel(),), e, device=dev)
@@ -338,6 +374,14 @@ class Attack:
                     cand = torch.where(torch.isfinite(cand), cand, xc)
                     cand = ctx.project(cand, xc, torch.full_like(eb, e))
                     x_best[idx] = cand
+                    if dist.enabled:
+                        mine[b] = cand.cpu()
+                if dist.enabled:
+                    # Every rank gets every batch's examples and the summed costs.
+                    for part in dist.all_gather_object(mine):
+                        for b, cand in part.items():
+                            x_best[batches[b]] = cand.to(dev)
+                    counter.forward, counter.backward = dist.sum_counts([counter.forward, counter.backward])
                 # Re-predict everything: success is observed, never assumed.
                 adv_pred = _predict(mut, x_best, batch_size)
                 counter.forward += int(x_best.shape[0])

@@ -10,6 +10,13 @@ epoch with exact resume, the JSONL log and the model folder. The method (``stand
 Determinism: on CPU, the same config, data and initial weights give bit-identical weights,
 interrupted and resumed or not. Every random draw comes from a generator whose state is in
 the checkpoint: the data order, the objective's own (random starts), and the global ones.
+
+Several processes (``torchrun``, see :mod:`robustness.distributed`): the model is wrapped in
+DistributedDataParallel and every rank draws the same global batches; rank ``r`` trains on
+rows ``r, r + world, ...`` of each, its loss weighted by its share so that the averaged
+gradient is the gradient of the global batch's mean loss (equal to the single-process run's up
+to float summation order). Validation, checkpoints and the model folder are rank 0's; the
+checkpoint keeps every rank's random-generator states, so a resumed run continues exactly.
 """
 
 from __future__ import annotations
@@ -18,8 +25,8 @@ import copy
 import json
 import sys
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -32,11 +39,14 @@ from defenses.config import TrainConfig
 from defenses.objective import Objective, get_objective_class
 from defenses.schedules import build_optimizer, build_scheduler, per_step
 from robustness.data import Dataset
+from robustness.distributed import DistContext, current
 from robustness.errors import ConfigError, UsageError
 from robustness.io import atomic_write_json, atomic_write_text
 from robustness.model import ModelUnderTest
 
 RUN_FILE = "run.json"
+# The whole training set is moved to the GPU once when it is at most this large (no per-batch copies).
+DEVICE_DATA_MAX_BYTES = 2 << 30
 
 
 @dataclass
@@ -78,7 +88,11 @@ class Trainer:
         device: str | torch.device | None = "auto",
         verbose: bool = True,
         echo: Callable[[str], None] | None = None,
+        dist: DistContext | None = None,
     ) -> None:
+        # The ranks of a torchrun launch (set up by the CLI with robustness.distributed.init_from_env);
+        # a single process otherwise.
+        self.dist = dist if dist is not None else current()
         self.mut = ModelUnderTest(
             module,
             spec="<training>",
@@ -98,7 +112,7 @@ class Trainer:
         self.architecture = architecture or {
             "factory": f"{type(module).__module__}:{type(module).__qualname__}"
         }
-        self.verbose = verbose
+        self.verbose = verbose and self.dist.is_main
         self.echo = echo or (lambda s: print(s, file=sys.stderr, flush=True))
         self.objective_class = get_objective_class(self.config.method)
         # Kept to build a distillation teacher from the same starting point.
@@ -130,15 +144,20 @@ class Trainer:
         self._resume = resume
         if self._train.num_classes and not self.mut.num_classes:
             self.mut.num_classes = int(self._train.num_classes)
-        state = self._claim_output()
+        dist = self.dist
+        # Rank 0 claims the folder and reads the checkpoint; the others get its answer (or its error).
+        state = dist.main_only(self._claim_output)
 
         dev = self.mut.device
+        # The data order is the same on every rank (they split the same global batches); the
+        # objective's and the global generators differ per rank so that rank shards do not share
+        # random starts or dropout masks (rank 0 draws what a single process draws).
         data_gen = torch.Generator().manual_seed(cfg.seed)
-        obj_gen = torch.Generator(device=dev).manual_seed(cfg.seed + 1)
+        obj_gen = torch.Generator(device=dev).manual_seed(cfg.seed + 1 + _RANK_STRIDE * dist.rank)
         gens = {"data": data_gen, "objective": obj_gen}
         objective: Objective = self.objective_class(cfg, self.mut, obj_gen)
         objective.prepare(self)
-        torch.manual_seed(cfg.seed)  # anything drawing from the global generator (dropout)
+        torch.manual_seed(cfg.seed + _RANK_STRIDE * dist.rank)  # the global generator (dropout)
 
         net = self.mut.net
         n_batches = -(-len(self._train) // cfg.batch_size)
@@ -159,94 +178,132 @@ class Trainer:
             scheduler.load_state_dict(state["scheduler"])
             if scaler is not None and state.get("scaler"):
                 scaler.load_state_dict(state["scaler"])
-            checkpoint.restore_rng(state["rng"], gens)
+            self._restore_rng(state, gens)
             start_epoch, best, bad_epochs = state["epoch"], state["best"], state["bad_epochs"]
             stopped, log, train_time = state["stopped"], list(state["log"]), state["train_time_s"]
             if self.verbose and start_epoch < cfg.epochs and not stopped:
                 self.echo(f"resuming {cfg.method} at epoch {start_epoch + 1}/{cfg.epochs}")
 
+        ddp = self._wrap_ddp() if dist.enabled else None
         x_train, y_train = self._train.x, self._train.y
-        for epoch in range(start_epoch, cfg.epochs):
-            if stopped:
-                break
-            t0 = time.perf_counter()
-            net.train()
-            perm = torch.randperm(len(y_train), generator=data_gen)
-            loss_sum, correct, seen = 0.0, 0, 0
-            bar = self._bar(n_batches, epoch)
-            for i in range(0, len(perm), cfg.batch_size):
-                idx = perm[i : i + cfg.batch_size]
-                xb, yb = x_train[idx].to(dev, non_blocking=True), y_train[idx].to(dev, non_blocking=True)
-                with autocast:
-                    loss, logits = objective.loss(xb, yb)
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    optimizer.step()
-                if per_step(cfg.schedule):
-                    scheduler.step()
-                n = int(yb.shape[0])
-                loss_sum += float(loss.detach()) * n
-                correct += int((logits.detach().argmax(dim=1) == yb).sum())
-                seen += n
+        # On CUDA a training set that fits moves to the GPU once; a bigger one is copied per batch
+        # from pinned memory, asynchronously.
+        pin = dev.type == "cuda" and not _fits_on_device(x_train)
+        if dev.type == "cuda" and not pin:
+            x_train, y_train = x_train.to(dev), y_train.to(dev)
+        try:
+            for epoch in range(start_epoch, cfg.epochs):
+                if stopped:
+                    break
+                t0 = time.perf_counter()
+                net.train()
+                perm = torch.randperm(len(y_train), generator=data_gen)
+                # Running sums stay on the device: no host synchronisation per step.
+                loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
+                correct = torch.zeros((), dtype=torch.int64, device=dev)
+                seen = 0
+                bar = self._bar(n_batches, epoch)
+                for i in range(0, len(perm), cfg.batch_size):
+                    idx = perm[i : i + cfg.batch_size]
+                    n_global = int(idx.numel())
+                    idx = idx[dist.rank :: dist.world_size] if dist.enabled else idx
+                    n = int(idx.numel())
+                    if n == 0:
+                        # Fewer samples than ranks in the last batch: this rank still joins the
+                        # gradient average, with one sample at weight 0.
+                        idx = perm[i : i + 1]
+                    if x_train.device != idx.device:
+                        idx = idx.to(x_train.device)
+                    xb, yb = x_train[idx], y_train[idx]
+                    if pin:
+                        xb, yb = xb.pin_memory(), yb.pin_memory()
+                    xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
+                    with autocast, self._routed(ddp):
+                        loss, logits = objective.loss(xb, yb)
+                    # DDP averages gradients over ranks; weighting each rank's mean loss by its share
+                    # makes that average the gradient of the global batch's mean loss.
+                    train_loss = loss * (n * dist.world_size / n_global) if dist.enabled else loss
+                    optimizer.zero_grad(set_to_none=True)
+                    if scaler is not None:
+                        scaler.scale(train_loss).backward()
+                        scaler.step(optimizer)
+                        scaler.update()
+                    else:
+                        train_loss.backward()
+                        optimizer.step()
+                    if per_step(cfg.schedule):
+                        scheduler.step()
+                    if n:
+                        loss_sum += loss.detach().double() * n
+                        correct += (logits.detach().argmax(dim=1) == yb).sum()
+                        seen += n
+                    if bar is not None:
+                        bar.update(1)
+                        if dev.type != "cuda":
+                            bar.set_postfix(loss=f"{float(loss_sum) / max(1, seen):.4f}")
                 if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
-            if bar is not None:
-                bar.close()
-            lr = optimizer.param_groups[0]["lr"]
-            if not per_step(cfg.schedule):
-                scheduler.step()
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
-            epoch_time = time.perf_counter() - t0
-            train_time += epoch_time
-            row = {
-                "epoch": epoch + 1,
-                "loss": loss_sum / max(1, seen),
-                "train_accuracy": correct / max(1, seen),
-                "lr": lr,
-                **self._validate(epoch),
-                "epoch_time_s": round(epoch_time, 4),
-                "time_s": round(train_time, 4),
-            }
-            log.append(row)
-            score = self._score(row, objective)
-            if score is not None and (best is None or score > tuple(best["score"])):
-                best = {
-                    "score": list(score),
+                    bar.close()
+                lr = optimizer.param_groups[0]["lr"]
+                if not per_step(cfg.schedule):
+                    scheduler.step()
+                if dev.type == "cuda":
+                    torch.cuda.synchronize(dev)
+                epoch_time = time.perf_counter() - t0
+                train_time += epoch_time
+                (loss_total,) = dist.sum_floats([float(loss_sum)])
+                n_correct, n_seen = dist.sum_counts([int(correct), seen])
+                row = {
                     "epoch": epoch + 1,
-                    "metrics": dict(row),
-                    "state": {k: v.detach().cpu().clone() for k, v in self.mut.module.state_dict().items()},
+                    "loss": loss_total / max(1, n_seen),
+                    "train_accuracy": n_correct / max(1, n_seen),
+                    "lr": lr,
+                    **dist.main_only(lambda epoch=epoch: self._validate(epoch)),
+                    "epoch_time_s": round(epoch_time, 4),
+                    "time_s": round(train_time, 4),
                 }
-                bad_epochs = 0
-            elif score is not None:
-                bad_epochs += 1
-            stopped = self._stop_reason(row, best, bad_epochs, objective)
-            if self.verbose:
-                self.echo(self._line(row, cfg.epochs, stopped))
-            if self._output is not None:
-                checkpoint.save(
-                    self._output,
-                    {
-                        "model": self.mut.module.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "scaler": scaler.state_dict() if scaler is not None else None,
-                        "rng": checkpoint.rng_state(gens),
+                log.append(row)
+                score = self._score(row, objective)
+                if score is not None and (best is None or score > tuple(best["score"])):
+                    best = {
+                        "score": list(score),
                         "epoch": epoch + 1,
-                        "best": best,
-                        "bad_epochs": bad_epochs,
-                        "stopped": stopped,
-                        "log": log,
-                        "train_time_s": train_time,
-                    },
-                )
-                self._write_log(log)
+                        "metrics": dict(row),
+                        "state": {
+                            k: v.detach().cpu().clone() for k, v in self.mut.module.state_dict().items()
+                        },
+                    }
+                    bad_epochs = 0
+                elif score is not None:
+                    bad_epochs += 1
+                stopped = self._stop_reason(row, best, bad_epochs, objective)
+                if self.verbose:
+                    self.echo(self._line(row, cfg.epochs, stopped))
+                if self._output is not None:
+                    # Every rank's generator states (each rank draws its own random starts).
+                    rng_ranks = dist.all_gather_object(checkpoint.rng_state(gens))
+                    if dist.is_main:
+                        checkpoint.save(
+                            self._output,
+                            {
+                                "model": self.mut.module.state_dict(),
+                                "optimizer": optimizer.state_dict(),
+                                "scheduler": scheduler.state_dict(),
+                                "scaler": scaler.state_dict() if scaler is not None else None,
+                                "rng": rng_ranks[0],
+                                "rng_ranks": rng_ranks,
+                                "world_size": dist.world_size,
+                                "epoch": epoch + 1,
+                                "best": best,
+                                "bad_epochs": bad_epochs,
+                                "stopped": stopped,
+                                "log": log,
+                                "train_time_s": train_time,
+                            },
+                        )
+                        self._write_log(log)
+        finally:
+            if ddp is not None:
+                self._unwrap(ddp)
 
         use_best = cfg.select_best and best is not None
         if use_best:
@@ -255,7 +312,7 @@ class Trainer:
         metrics = self._final_metrics(log, best, use_best, train_time)
         result = TrainResult(self.mut, log, metrics, self._output, stopped)
         if self._output is not None:
-            self._write_artifacts(result, objective)
+            dist.main_only(lambda: self._write_artifacts(result, objective))
         return result
 
     def sub_run(self, method: str, name: str, **overrides: Any) -> ModelUnderTest:
@@ -286,6 +343,69 @@ class Trainer:
         return result.model
 
     # -- internals -----------------------------------------------------------------------
+    def _wrap_ddp(self) -> nn.Module:
+        """DistributedDataParallel around the network (gradients averaged over the ranks).
+
+        Building it broadcasts rank 0's weights and buffers, so every rank starts identical.
+        """
+        import warnings
+
+        from torch.nn.parallel import DistributedDataParallel
+
+        # Convolutions with one input channel produce gradients whose size-1 dimension has another
+        # (equivalent) stride than DDP's bucket view; DDP copies them, correctly, but warns each step.
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+        dev = self.mut.device
+        if dev.type == "cuda":
+            return DistributedDataParallel(
+                self.mut.net, device_ids=[dev.index or torch.cuda.current_device()]
+            )
+        return DistributedDataParallel(self.mut.net)
+
+    @contextmanager
+    def _routed(self, ddp: nn.Module | None) -> Iterator[None]:
+        """Within one training step, forwards that train the weights go through ``ddp``.
+
+        The objective's inner attack runs with the weights frozen (and may stop early per rank);
+        those forwards bypass DDP, so only the gradient-carrying forwards, the same number on
+        every rank, take part in DDP's collective bookkeeping.
+        """
+        if ddp is None:
+            yield
+            return
+        inner = self.mut.net
+        self.mut.net = _TrainingForward(ddp, inner)
+        try:
+            yield
+        finally:
+            self.mut.net = inner
+
+    def _unwrap(self, ddp: nn.Module) -> None:
+        self.mut.net = ddp.module  # type: ignore[assignment]
+
+    def _restore_rng(self, state: dict[str, Any], gens: dict[str, torch.Generator]) -> None:
+        """Restore this rank's generators; a run resumed on another number of ranks re-seeds its own."""
+        dist = self.dist
+        ranks = state.get("rng_ranks")
+        saved_world = int(state.get("world_size", 1))
+        if ranks is not None and saved_world == dist.world_size:
+            checkpoint.restore_rng(ranks[dist.rank], gens)
+            return
+        if saved_world == dist.world_size == 1:
+            checkpoint.restore_rng(state["rng"], gens)
+            return
+        # The data order (the same on all ranks) continues exactly; each rank's random starts are
+        # drawn from a fresh, seeded stream, as the split of each batch over the ranks changed.
+        checkpoint.restore_rng(state["rng"], {"data": gens["data"]})
+        fresh = self.config.seed + 1 + _RANK_STRIDE * dist.rank + 7919 * int(state["epoch"])
+        gens["objective"].manual_seed(fresh)
+        torch.manual_seed(fresh)
+        if self.verbose:
+            self.echo(
+                f"resuming a run checkpointed on {saved_world} process(es) on {dist.world_size}: the data "
+                "order continues exactly; the per-rank random streams are re-seeded"
+            )
+
     def _split(self, train: Dataset, val: Dataset | None) -> tuple[Dataset, Dataset | None]:
         frac = self.config.val_fraction
         if val is not None or frac == 0:
@@ -495,6 +615,29 @@ class Trainer:
             f"val robust {pct(row['val_robust_accuracy'])}  lr {row['lr']:.2e}  {row['epoch_time_s']:.1f}s"
         )
         return line + (f"\n  stopped: {stopped}" if stopped else "")
+
+
+# Seeds of rank r's own generators are offset by r * _RANK_STRIDE (rank 0: the single-process seeds).
+_RANK_STRIDE = 1_000_003
+
+
+class _TrainingForward(nn.Module):
+    """The network as seen during a distributed training step (see :meth:`Trainer._routed`)."""
+
+    def __init__(self, ddp: nn.Module, inner: nn.Module) -> None:
+        super().__init__()
+        self.ddp = ddp
+        # A list, so that the probe is not registered as a parameter of this wrapper.
+        self._probe = list(inner.parameters())[:1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and self._probe and self._probe[0].requires_grad:
+            return self.ddp(x)
+        return self.ddp.module(x)
+
+
+def _fits_on_device(x: torch.Tensor) -> bool:
+    return x.numel() * x.element_size() <= DEVICE_DATA_MAX_BYTES
 
 
 def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:

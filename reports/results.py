@@ -186,8 +186,9 @@ def gate_label(name: str) -> str:
 
 
 def gate_comparator(name: str) -> str:
-    """How a gate's value must relate to its threshold to pass: max_* gates are upper limits."""
-    return "≤" if str(name).startswith("max_") else "≥"
+    """How a gate's value must relate to its threshold to pass: max_* gates and the watermark's
+    p-value (judged against alpha) are upper limits."""
+    return "≤" if str(name).startswith("max_") or name == "watermark_verified" else "≥"
 
 
 def failed_checks(results: dict[str, Any]) -> list[dict[str, Any]]:

@@ -15,6 +15,12 @@ of the main gradient attack, the same attacks at larger eps, the main attack at 
 large eps). Adversarial examples a check attack finds are real: they are folded into the
 per-sample worst case (``broken_by: "check:..."``), so the reported robust accuracy is
 never higher than what any attack of the run found.
+
+Under ``torchrun`` (see :mod:`robustness.distributed`) the batches of each stage are shared out
+(rank ``r`` runs batches ``r, r + world, ...``, each with its own position-derived seed) and every
+rank gathers all outcomes before the next stage, so every rank follows the same path and the
+numbers equal a single process's. Rank 0 alone reads and writes the checkpoint's shared records
+and the outputs; each rank checkpoints the batches it ran, so a rerun resumes on every rank.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from robustness.config import (
     default_large_eps,
     load_config,
 )
+from robustness.distributed import DistContext, current
 from robustness.errors import DataError
 from robustness.progress import Progress, choose_mode
 
@@ -75,6 +82,9 @@ def run_audit(config_or_path: Any, **overrides: Any) -> dict[str, Any]:
     if isinstance(config_or_path, dict):
         config_or_path = _with_placeholders(config_or_path, overrides)
     cfg = apply_overrides(load_config(config_or_path), **overrides)
+    dist = current()
+    if not dist.is_main:  # one rank reports
+        progress, quiet = "off", True
     mode = (
         progress
         if isinstance(progress, str) and progress in ("live", "plain")
@@ -145,7 +155,9 @@ class AuditRunner:
         progress: Progress | None = None,
         command_line: str = "",
         quiet: bool = False,
+        dist: DistContext | None = None,
     ) -> None:
+        self.dist = dist if dist is not None else current()
         self.cfg = cfg
         self.quiet = quiet
         self._model_obj = model
@@ -163,7 +175,16 @@ class AuditRunner:
         if self._model_obj is not None:
             if isinstance(self._model_obj, ModelUnderTest):
                 return self._model_obj
-            return load_model(self._model_obj, bounds=m.bounds, mean=m.mean, std=m.std, device=m.device)
+            return load_model(
+                self._model_obj,
+                bounds=m.bounds,
+                mean=m.mean,
+                std=m.std,
+                device=m.device,
+                precision=m.precision,
+                channels_last=m.channels_last,
+                compile=m.compile,
+            )
         return load_model(
             m.spec,
             weights=m.weights,
@@ -172,6 +193,9 @@ class AuditRunner:
             mean=m.mean,
             std=m.std,
             device=m.device,
+            precision=m.precision,
+            channels_last=m.channels_last,
+            compile=m.compile,
         )
 
     def _load_data(self, mut: Any) -> Any:
@@ -229,7 +253,9 @@ class AuditRunner:
         self.bs = cfg.data.batch_size
         outdir = Path(cfg.output.dir)
         self.ckpt = Checkpoint(outdir, self._fingerprint_parts(attacks, mut, data))
-        state = self.ckpt.open(restart=self.restart)
+        dist = self.dist
+        state = dist.main_only(lambda: self.ckpt.open(restart=self.restart))
+        self.ckpt.folder.mkdir(parents=True, exist_ok=True)  # ranks on other nodes keep their batches
         if state == "resumed" and not self.quiet:
             print(
                 f"robustness: resuming the unfinished audit in {outdir} (same config, model and data)",
@@ -238,12 +264,17 @@ class AuditRunner:
 
         # Clean predictions (checkpointed: a resumed run must start from the same ones).
         t0 = time.perf_counter()
-        rec = self.ckpt.load_json("clean")
-        if rec is not None and len(rec.get("pred", [])) == self.N:
-            clean_pred = torch.tensor(rec["pred"], dtype=torch.long)
-        else:
-            clean_pred = mut.predict(self.x, self.bs).cpu()
-            self.ckpt.save_json("clean", {"pred": clean_pred.tolist()})
+
+        def clean_predictions() -> torch.Tensor:
+            rec = self.ckpt.load_json("clean")
+            if rec is not None and len(rec.get("pred", [])) == self.N:
+                return torch.tensor(rec["pred"], dtype=torch.long)
+            pred = mut.predict(self.x, self.bs).cpu()
+            self.ckpt.save_json("clean", {"pred": pred.tolist()})
+            return pred
+
+        # Rank 0's predictions everywhere: every rank must attack the same set of samples.
+        clean_pred = dist.main_only(clean_predictions)
         self.clean_pred = clean_pred
         from robustness.metrics import classification_metrics
 
@@ -254,14 +285,14 @@ class AuditRunner:
 
         # Model checks first: their outcome decides whether attacks need EOT.
         t0 = time.perf_counter()
-        model_checks, randomized = self._model_checks(correct)
+        model_checks, randomized = dist.main_only(lambda: self._model_checks(correct))
         eot_used = False
         if randomized and cfg.attacks == "thorough":
             attacks, eot_used = self._with_eot(attacks)
             from robustness import checks as C
 
-            model_checks["deterministic_forward"] = C.deterministic_forward(
-                mut, self._model_sample(correct), eot_used=eot_used
+            model_checks["deterministic_forward"] = dist.main_only(
+                lambda: C.deterministic_forward(mut, self._model_sample(correct), eot_used=eot_used)
             )
         self.check_time += time.perf_counter() - t0
         self.attack_specs = attacks
@@ -361,9 +392,10 @@ class AuditRunner:
 
         # (c) and the verdict.
         checks_list = self._judge_checks(model_checks, meas, entries, eps_grid, main, correct)
+        wm = dist.main_only(lambda: self._watermark(mut, data))
         from robustness.gates import evaluate_gates, verdict
 
-        gates = evaluate_gates(cfg, clean, entries, data.sha256())
+        gates = evaluate_gates(cfg, clean, entries, data.sha256(), watermark=wm)
         v, reason = verdict(checks_list, gates)
         total_s = time.perf_counter() - t_start
 
@@ -380,7 +412,12 @@ class AuditRunner:
             "tool_version": __version__,
             "created": now_iso(),
             "config": cfg.model_dump(mode="json"),
-            "environment": environment(str(mut.device), cfg.seed, self.command_line),
+            "environment": {
+                **environment(str(mut.device), cfg.seed, self.command_line, mut.precision),
+                "channels_last": mut.channels_last,
+                "compiled": mut.compiled,
+                "processes": dist.describe(),
+            },
             "model": {
                 "spec": mut.spec,
                 "sha256": mut.sha256(),
@@ -420,17 +457,45 @@ class AuditRunner:
                 "clean_s": round(clean_s, 4),
                 "attacks_s": round(attack_time, 3),
                 "checks_s": round(self.check_time, 3),
-                "resumed_batches": self.ckpt.n_loaded,
+                "resumed_batches": dist.sum_counts([self.ckpt.n_loaded])[0],
                 "note": "attack and check times include work done before a resume",
             },
             "files": {"samples": SAMPLES_FILE, "examples": EXAMPLES_FILE},
-            "watermark": None,
+            "watermark": wm,
             "eot_used": eot_used,
         }
-        self._write(outdir, results, robust_masks, broken_by, pnorm, x_best, adv_pred_best, first_broken)
-        self.ckpt.mark_complete()
+        if dist.is_main:
+            self._write(outdir, results, robust_masks, broken_by, pnorm, x_best, adv_pred_best, first_broken)
+            self.ckpt.mark_complete()
+        # No rank returns (and exits) before the outputs exist.
+        dist.barrier()
         self.progress.close()
         return results
+
+    def _watermark(self, mut: Any, data: Any) -> dict[str, Any] | None:
+        """The ``watermark`` results key: ownership test plus survival table (issue: config ``watermark``)."""
+        w = self.cfg.watermark
+        if w is None:
+            return None
+        from robustness.data import load_data
+        from robustness.watermark import watermark_section
+
+        attack_data = (
+            load_data(w.attack_data, bounds=mut.bounds, num_classes=mut.num_classes)
+            if w.attack_data
+            else None
+        )
+        self.progress.message("watermark: verifying the key and testing survival")
+        return watermark_section(
+            mut,
+            w.key,
+            data,
+            alpha=w.alpha,
+            surrogates=w.surrogates,
+            reference_models=w.reference_models,
+            attack_data=attack_data,
+            seed=w.seed,
+        )
 
     # -- stages ----------------------------------------------------------------------------
     def _instance(self, spec: AttackSpec) -> Any:
@@ -462,14 +527,32 @@ class AuditRunner:
         t_total = 0.0
         resumed = bool(batches)
         broken_so_far = 0
+        records: dict[int, dict[str, np.ndarray]] = {}
+        ran = False
+        live_broken = 0
         for b, bidx in enumerate(batches):
+            if not self.dist.owns(b):
+                continue  # another rank's batch
             rec = self.ckpt.load_batch(j, key, b)
             if rec is not None and not np.array_equal(rec["idx"], bidx.numpy()):
                 rec = None  # out of step with this run (cannot happen with a deterministic model): redo
             if rec is None:
-                resumed = False
+                ran = True
                 rec = self._attack_batch(spec, bidx, eps, derive_seed(self.cfg.seed, j, key, b))
                 self.ckpt.save_batch(j, key, b, rec)
+            records[b] = rec
+            if not self.dist.enabled:
+                live_broken += int((torch.from_numpy(rec["success"]).bool() & alive[bidx]).sum())
+                self.progress.batch_done(n_alive - live_broken)
+        if self.dist.enabled:
+            # Everyone's batches, so that every rank folds the same outcomes (and picks the same
+            # samples for the next stage).
+            gathered = self.dist.all_gather_object((records, ran))
+            records = {b: r for part, _ in gathered for b, r in part.items()}
+            ran = any(r for _, r in gathered)
+        resumed = resumed and not ran
+        for b, bidx in enumerate(batches):
+            rec = records[b]
             s = torch.from_numpy(rec["success"]).bool()
             succ.append(s)
             preds.append(torch.from_numpy(rec["adv_pred"]).long())
@@ -478,7 +561,8 @@ class AuditRunner:
             cost += rec["cost"].astype(np.int64)
             t_total += float(rec["time_s"])
             broken_so_far += int((s & alive[bidx]).sum())
-            self.progress.batch_done(n_alive - broken_so_far)
+            if self.dist.enabled:
+                self.progress.batch_done(n_alive - broken_so_far)
         empty = torch.zeros(0)
         out = StageOutcome(
             idx=idx,

@@ -36,6 +36,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from robustness.errors import ConfigError
+from robustness.watermark import WatermarkConfig
 
 FORMATS = ("json", "pdf", "junit", "md")
 PRESETS = ("quick", "standard", "thorough")
@@ -95,6 +96,11 @@ class ModelSection(_Section):
     mean: list[float] | None = Field(None, description="per-channel mean applied inside the model")
     std: list[float] | None = Field(None, description="per-channel std applied inside the model")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="the model's forward pass in float32, or under bfloat16 autocast (GPU)"
+    )
+    channels_last: bool = Field(False, description="NHWC memory layout for 4-d inputs (GPU convolutions)")
+    compile: bool = Field(False, description="torch.compile the model")
 
 
 class DataSection(_Section):
@@ -194,6 +200,9 @@ class AuditConfig(_Section):
     gates: GatesSection = Field(default_factory=GatesSection)
     output: OutputSection = Field(default_factory=OutputSection)
     seed: int = Field(0, description="seed of the attacks (and of the data subset unless data.seed is set)")
+    watermark: WatermarkConfig | None = Field(
+        None, description="verify a trigger-set watermark and test whether it survives removal attacks"
+    )
 
     @property
     def data_seed(self) -> int:
@@ -332,6 +341,7 @@ def apply_overrides(cfg: AuditConfig, **overrides: Any) -> AuditConfig:
         "model": ("model", "spec"),
         "weights": ("model", "weights"),
         "device": ("model", "device"),
+        "precision": ("model", "precision"),
         "data": ("data", "spec"),
         "n_examples": ("data", "n_examples"),
         "batch_size": ("data", "batch_size"),

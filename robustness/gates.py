@@ -23,9 +23,17 @@ def _judged(entry: dict[str, Any], judge: str) -> float:
 
 
 def evaluate_gates(
-    cfg: AuditConfig, clean: dict[str, Any], robust: list[dict[str, Any]], data_sha256: str | None = None
+    cfg: AuditConfig,
+    clean: dict[str, Any],
+    robust: list[dict[str, Any]],
+    data_sha256: str | None = None,
+    watermark: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """One entry per gate: name, passed, value, threshold, judge, detail."""
+    """One entry per gate: name, passed, value, threshold, judge, detail.
+
+    ``watermark_verified`` is added whenever the audit verified a watermark: an audit that
+    was asked to check ownership fails when ownership cannot be shown.
+    """
     g = cfg.gates
     what = "CI low" if g.judge == "ci_low" else "point estimate"
     out: list[dict[str, Any]] = []
@@ -100,6 +108,19 @@ def evaluate_gates(
                     f"{base_by_eps[b]['accuracy']:.4f}: drop {drop:+.4f} {'<=' if ok else '>'} {limit:g}{note}",
                 }
             )
+    if watermark is not None:
+        out.append(
+            {
+                "name": "watermark_verified",
+                "passed": bool(watermark["verified"]),
+                "value": watermark["p_value"],
+                "threshold": watermark["alpha"],
+                "judge": "p_value <= alpha",
+                "detail": f"trigger matches k={watermark['k']}/{watermark['K']}, p0={watermark['p0']:.3f} "
+                f"({watermark.get('p0_method', 'p0')}), p-value {watermark['p_value']:.2g} "
+                f"{'<=' if watermark['verified'] else '>'} alpha {watermark['alpha']:g}",
+            }
+        )
     return out
 
 

@@ -22,6 +22,7 @@ from torch import nn
 from robustness.errors import ModelError
 from robustness.threat import check_bounds
 
+PRECISIONS = ("fp32", "bf16")
 MODEL_SUFFIXES = (".pt2", ".pt", ".ts", ".pth", ".jit", ".safetensors")
 SAFE_FORMATS = (
     "a TorchScript file (torch.jit.save, .pt/.ts), a torch.export program (.pt2), "
@@ -82,6 +83,12 @@ class ModelUnderTest:
     Call it like a module to get logits (no mode change). Use :meth:`evaluating` around
     attacks: it puts the network in eval mode, freezes the weights so only input gradients
     are computed, and restores both afterwards.
+
+    Speed options (GPU): ``precision="bf16"`` runs the network's forward pass under bfloat16
+    autocast (logits are returned as float32; attacks keep their arithmetic and projections in
+    float32, and results record the precision); ``channels_last`` stores the weights and feeds
+    4-d inputs in NHWC layout (faster convolutions on tensor cores); ``compile`` wraps the
+    network in ``torch.compile``.
     """
 
     def __init__(
@@ -95,7 +102,16 @@ class ModelUnderTest:
         device: str | torch.device | None = "auto",
         num_classes: int | None = None,
         metadata: dict[str, Any] | None = None,
+        precision: str = "fp32",
+        channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
+        if precision not in PRECISIONS:
+            raise ModelError(
+                f"unknown precision {precision!r}",
+                field="precision",
+                fix=f"Use one of: {', '.join(PRECISIONS)}.",
+            )
         if not isinstance(module, nn.Module):
             raise ModelError(
                 f"expected a torch.nn.Module, got {type(module).__name__}",
@@ -131,9 +147,29 @@ class ModelUnderTest:
         self.metadata = dict(metadata or {})
         self.outputs_probabilities = False
         self._validated = False
+        self.precision = precision
+        self.channels_last = bool(channels_last)
+        self.compiled = False
+        if self.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        if compile:
+            self.compile()
+
+    def compile(self, **options: Any) -> None:
+        """Wrap the network in ``torch.compile`` (weights and modes stay shared with ``module``)."""
+        if not self.compiled:
+            self.net = torch.compile(self.net, **options)
+            self.compiled = True
 
     # -- calling -------------------------------------------------------------------
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.precision == "bf16":
+            # Only the network runs in bfloat16; its logits come back as float32.
+            with torch.autocast(self.device.type, dtype=torch.bfloat16):
+                out = self.net(x)
+            return out.float() if isinstance(out, torch.Tensor) else out
         return self.net(x)
 
     @contextmanager
@@ -160,7 +196,7 @@ class ModelUnderTest:
         out = []
         with self.evaluating():
             for i in range(0, x.shape[0], batch_size):
-                y = self.net(x[i : i + batch_size].to(self.device))
+                y = self(x[i : i + batch_size].to(self.device))
                 if not isinstance(y, torch.Tensor):
                     raise ModelError(
                         f"the model returned {type(y).__name__}, not a tensor of logits",
@@ -259,6 +295,9 @@ class ModelUnderTest:
             "std": self.std,
             "device": str(self.device),
             "num_classes": self.num_classes,
+            "precision": self.precision,
+            "channels_last": self.channels_last,
+            "compiled": self.compiled,
         }
 
 
@@ -276,13 +315,17 @@ def load_model(
     std: Sequence[float] | None = None,
     device: str | torch.device | None = "auto",
     num_classes: int | None = None,
+    precision: str = "fp32",
+    channels_last: bool = False,
+    compile: bool = False,
 ) -> ModelUnderTest:
     """Load a model from a spec.
 
     Specs: ``zoo:NAME``; ``path.pt2`` (torch.export); ``path.pt``/``path.ts`` (TorchScript);
     ``package.module:callable`` (a factory, with optional ``weights``); a folder written by
     ``robustness harden``; a pickled whole module in ``.pt`` only with ``trust_model=True``.
-    Explicit ``bounds``/``mean``/``std`` override what the spec records.
+    Explicit ``bounds``/``mean``/``std`` override what the spec records. ``precision``,
+    ``channels_last`` and ``compile``: see :class:`ModelUnderTest`.
     """
     if isinstance(spec, ModelUnderTest):
         return spec
@@ -301,6 +344,9 @@ def load_model(
         device=device,
         num_classes=num_classes if num_classes is not None else meta.get("num_classes"),
         metadata=meta,
+        precision=precision,
+        channels_last=channels_last,
+        compile=compile,
     )
 
 

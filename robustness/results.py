@@ -38,7 +38,7 @@ def command_line(argv: list[str] | None = None) -> str:
     return shlex.join(argv)
 
 
-def environment(device: str, seed: int, cmd: str) -> dict[str, Any]:
+def environment(device: str, seed: int, cmd: str, precision: str = "fp32") -> dict[str, Any]:
     """Versions and settings needed to reproduce the run."""
     import torch
 
@@ -55,7 +55,7 @@ def environment(device: str, seed: int, cmd: str) -> dict[str, Any]:
         "numpy": np.__version__,
         "platform": platform.platform(),
         "device": device,
-        "precision": "fp32",
+        "precision": precision,
         "seed": seed,
         "threads": torch.get_num_threads(),
         "command_line": cmd,

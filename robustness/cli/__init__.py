@@ -66,16 +66,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     from robustness.errors import RobustnessError
 
     try:
-        return int(args.handler(args) or 0)
+        code = int(args.handler(args) or 0)
     except RobustnessError as exc:
         if args.debug:
             traceback.print_exc()
         # one paragraph: messages that quote a library's multi-line error are folded onto one line
         print(f"robustness {args.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return exc.exit_code
+        code = exc.exit_code
     except KeyboardInterrupt:
         print("robustness: interrupted", file=sys.stderr)
-        return 130
+        code = 130
+    # Under torchrun every rank exits with the same code; finish() is a no-op in a single process
+    # (and robustness.distributed is looked up, not imported: commands that never load it skip this).
+    dist = sys.modules.get("robustness.distributed")
+    return dist.finish(code) if dist is not None else code
 
 
 def run() -> None:

@@ -183,6 +183,10 @@ def cmd_attack(args: argparse.Namespace) -> int:
             field="--targeted",
             fix="Drop --targeted, or use an attack with targets (see 'robustness attacks').",
         )
+    from robustness.distributed import init_from_env
+
+    # Under torchrun: join the ranks (the batches are shared out; rank 0 saves and prints).
+    dist = init_from_env(args.device)
     model = load_model_from_args(args)
     check_eps(args.eps, bounds=model.bounds, norm=norm, field="--eps")
     data = load_data_from_args(args, model)
@@ -195,7 +199,10 @@ def cmd_attack(args: argparse.Namespace) -> int:
         targeted=args.targeted,
         seed=args.seed,
         batch_size=args.batch_size,
+        dist=dist,
     )
+    if not dist.is_main:
+        return 0
     if args.save:
         save_npz(args.save, results, data)
     rows = result_rows(results, model, data, args)

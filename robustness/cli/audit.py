@@ -35,6 +35,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--preset", choices=["quick", "standard", "thorough"], help="attack preset (overrides attacks)"
     )
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (overrides model.device)")
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        help="the model's forward pass in float32 or under bfloat16 autocast (overrides model.precision)",
+    )
     p.add_argument("--seed", type=int, help="seed (overrides seed)")
     p.add_argument(
         "--batch-size", type=int, metavar="B", help="samples per attack batch (overrides data.batch_size)"
@@ -68,8 +73,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from robustness.audit import run_audit
+    from robustness.distributed import init_from_env
     from robustness.results import command_line
 
+    # Under torchrun: join the ranks (the batches are shared out; rank 0 writes and prints).
+    dist = init_from_env(args.device or _config_device(args.config))
     results = run_audit(
         args.config,
         model=args.model,
@@ -80,6 +88,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         norm=args.norm,
         preset=args.preset,
         device=args.device,
+        precision=args.precision,
         seed=args.seed,
         batch_size=args.batch_size,
         formats=args.formats,
@@ -89,9 +98,20 @@ def cmd_audit(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         command_line=command_line(),
     )
-    _print_summary(results, quiet=args.quiet)
+    if dist.is_main:
+        _print_summary(results, quiet=args.quiet)
     code = EXIT_CODES[results["verdict"]]
     return 0 if args.exit_zero else code
+
+
+def _config_device(path: str) -> str:
+    """The config's model.device, to pick the process-group backend (the config is validated later)."""
+    try:
+        from robustness.config import load_config
+
+        return str(load_config(path).model.device)
+    except Exception:  # noqa: BLE001 - a bad config is reported by run_audit, with its field
+        return "auto"
 
 
 def _print_summary(results: dict, *, quiet: bool) -> None:

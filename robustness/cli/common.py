@@ -30,6 +30,17 @@ def add_model_options(p: argparse.ArgumentParser, *, required: bool = True) -> N
     g.add_argument("--mean", nargs="+", type=float, help="per-channel mean applied inside the model")
     g.add_argument("--std", nargs="+", type=float, help="per-channel std applied inside the model")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    g.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default="fp32",
+        help="the model's forward pass in float32 (default) or under bfloat16 autocast (GPU; attack "
+        "arithmetic stays float32)",
+    )
+    g.add_argument(
+        "--channels-last", action="store_true", help="NHWC memory layout (faster convolutions on GPU)"
+    )
+    g.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on long runs)")
 
 
 def add_data_options(p: argparse.ArgumentParser, *, required: bool = True) -> None:
@@ -55,6 +66,9 @@ def load_model_from_args(args: argparse.Namespace):
         mean=args.mean,
         std=args.std,
         device=args.device,
+        precision=getattr(args, "precision", "fp32"),
+        channels_last=getattr(args, "channels_last", False),
+        compile=getattr(args, "compile", False),
     )
 
 

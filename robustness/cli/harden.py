@@ -195,8 +195,11 @@ def cmd_harden(args: argparse.Namespace) -> int:
     from defenses import TrainConfig, Trainer
     from robustness.cli.common import print_json
     from robustness.data import load_data
+    from robustness.distributed import init_from_env
     from robustness.threat import check_bounds
 
+    # Under torchrun: join the ranks (DistributedDataParallel training; rank 0 writes and prints).
+    dist = init_from_env(args.device)
     start = resolve_start(args)
     bounds = check_bounds(args.bounds if args.bounds is not None else start["bounds"], field="bounds")
     config = TrainConfig(
@@ -245,10 +248,12 @@ def cmd_harden(args: argparse.Namespace) -> int:
         "weights_from": start["weights_from"],
         "model_spec": args.model,
     }
-    if not args.quiet:
+    if not args.quiet and dist.is_main:
         what = "from scratch" if start["init"] == "scratch" else f"fine-tuning {start['weights_from']}"
         trainer.echo(f"harden: {trainer.config.method} on {args.data}, {what}, output {args.output}")
     result = trainer.fit(train, val=val, output=args.output, resume=args.resume)
+    if not dist.is_main:
+        return 0
     if args.json:
         import json
         from pathlib import Path

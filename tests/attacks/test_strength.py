@@ -32,7 +32,8 @@ def ours(name: str, model, data, norm: str, eps, **params):
 def torchattacks_pgd(model, data, norm: str, eps: float, random_start: bool) -> float:
     torchattacks = pytest.importorskip("torchattacks")
     torch.manual_seed(0)
-    net = copy.deepcopy(model.net).eval()  # peers may leave gradients in the weights; keep the shared model clean
+    # Peers may leave gradients in the weights: keep the shared model clean.
+    net = copy.deepcopy(model.net).eval()
     alpha = 2.5 * eps / STEPS
     cls = torchattacks.PGD if norm == "linf" else torchattacks.PGDL2
     atk = cls(net, eps=eps, alpha=alpha, steps=STEPS, random_start=random_start)

@@ -119,3 +119,36 @@ def test_trigger_training_set_mixes_in_proportion(digits_test):
     share = 100 * repeats / len(mixed)
     assert 0.3 <= share <= 0.45
     assert torch.equal(mixed.x[len(digits_test) : len(digits_test) + 100], key.trigger_tensors()[0])
+
+
+def test_audit_with_watermark_section(embedded, tmp_path):
+    """An audit config with ``watermark:`` adds the results key, the gate, and the report sections."""
+    from robustness.audit import run_audit
+
+    _, _, key, out, _ = embedded
+    cfg = {
+        "model": {"spec": str(out), "device": "cpu"},
+        "data": {"spec": "builtin:digits", "n_examples": 30},
+        "threat": {"norm": "linf", "eps": [0.1]},
+        "attacks": [{"name": "apgd-ce", "params": {"steps": 10}}],
+        "sanity_checks": {"enabled": False, "reason": "this test exercises only the watermark wiring"},
+        "watermark": {"key": str(key), "surrogates": ["prune-50"]},
+        "output": {"dir": str(tmp_path / "audit"), "formats": ["json", "md", "junit"]},
+    }
+    res = run_audit(cfg)
+    wm = res["watermark"]
+    assert wm["verified"] and wm["k"] == wm["K"] == 100 and wm["p_value"] < 1e-6
+    assert [s["name"] for s in wm["surrogates"]] == ["prune-50"]
+    gate = next(g for g in res["gates"] if g["name"] == "watermark_verified")
+    assert gate["passed"] and gate["threshold"] == 1e-6
+    saved = json.loads((tmp_path / "audit" / "results.json").read_text())
+    assert saved["watermark"]["k"] == 100
+    assert "watermark_verified" in (tmp_path / "audit" / "junit.xml").read_text()
+
+    # The unmarked demo model fails the same gate: ownership cannot be shown.
+    cfg["model"] = {"spec": "zoo:digits-cnn", "device": "cpu"}
+    cfg["watermark"]["surrogates"] = []
+    cfg["output"]["dir"] = str(tmp_path / "audit-unmarked")
+    res = run_audit(cfg)
+    assert not res["watermark"]["verified"]
+    assert res["verdict"] == "fail"
