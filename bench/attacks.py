@@ -40,6 +40,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("ROBUSTNESS_CACHE", str(REPO / ".cache" / "zoo"))
 
+from resultsfile import write_section  # noqa: E402 - bench/resultsfile.py
+
 from attacks.registry import get_attack  # noqa: E402
 from robustness.model import ModelUnderTest, load_model  # noqa: E402
 
@@ -381,22 +383,6 @@ def check_targets(rows: list[dict[str, Any]]) -> list[str]:
                 f"robust acc {aa['robust_acc']:.4f} vs {taa['robust_acc']:.4f}"
             )
     return lines
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace the section with the same '## ' heading in ``path`` (or append it); keep the rest."""
-    from robustness.io import atomic_write_text
-
-    heading = section.splitlines()[0]
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == heading), None)
-    if start is None:
-        new = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        new = "\n".join(lines[:start] + section.rstrip("\n").splitlines() + [""] + lines[end:])
-    atomic_write_text(path, new.rstrip("\n") + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import re
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 # Run as a script, bench/ comes first on sys.path and bench/attacks.py would shadow the attacks package.
 sys.path.insert(0, str(ROOT))
+from resultsfile import write_section  # noqa: E402 - bench/resultsfile.py
+
 SECTION = "## Training: hardening methods and ART (bench/training.py)"
 EPS = 0.2
 
@@ -181,19 +182,6 @@ def render(rows: list[dict], base: float, args: argparse.Namespace, k: int) -> s
     lines.append("")
     lines.append(f"Command: `python bench/training.py {' '.join(sys.argv[1:])}`".rstrip())
     return "\n".join(lines) + "\n"
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section of RESULTS.md (or append it), keeping the others."""
-    from robustness.io import atomic_write_text
-
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    pattern = re.compile(re.escape(SECTION) + r".*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    atomic_write_text(path, text)
 
 
 if __name__ == "__main__":

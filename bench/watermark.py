@@ -25,6 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("ROBUSTNESS_CACHE", str(ROOT / ".cache" / "zoo"))
 
+from resultsfile import write_section  # noqa: E402 - bench/resultsfile.py
+
 SURROGATES = [
     "finetune",  # share=0.5 of the attacker data, 10 epochs, Adam 1e-3
     "finetune:share=1,epochs=20,lr=2e-3",
@@ -164,22 +166,6 @@ def markdown(base_acc, embeds, tables, fp, with_refs, args, elapsed) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace the section with the same '## ' heading in ``path`` (or append it); keep the rest."""
-    from robustness.io import atomic_write_text
-
-    heading = section.splitlines()[0]
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == heading), None)
-    if start is None:
-        new = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        new = "\n".join(lines[:start] + section.rstrip("\n").splitlines() + [""] + lines[end:])
-    atomic_write_text(path, new.rstrip("\n") + "\n")
 
 
 if __name__ == "__main__":

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-import torch.nn.functional as F
-
-from defenses.objective import Objective, register_objective
+from defenses.objective import register_objective
+from defenses.pgd_at import PGDAT
 
 
 @register_objective
-class FastAT(Objective):
+class FastAT(PGDAT):
+    """PGD-AT's loss on one PGD step of 1.25 eps from a random start (FGSM-RS)."""
+
     name = "fast-at"
     description = "Wong et al. 2020: FGSM from a random start (step 1.25 eps), cyclic LR, overfitting guard."
     adversarial = True
@@ -27,20 +27,13 @@ class FastAT(Objective):
     needs_validation = True
     guards_collapse = True
 
-    def __init__(self, config, model, generator) -> None:  # noqa: ANN001 - see Objective
-        super().__init__(config, model, generator)
+    @classmethod
+    def option_defaults(cls) -> dict[str, Any]:
+        return {}
+
+    def inner_attack(self) -> Any:
         from attacks.registry import get_attack
 
-        step = float(config.step_size) if config.step_size is not None else 1.25 * float(config.eps)
-        self.attack = get_attack("pgd", steps=1, step_size=step, random_start=True, restarts=1)
-
-    def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         c = self.config
-        x_adv = self.attack.perturb_batch(
-            self.model, x, y, eps=c.eps, norm=c.norm, generator=self.generator, eval_mode=c.attack_eval_mode
-        )
-        logits = self.model(x_adv)
-        return F.cross_entropy(logits.float(), y), logits
-
-    def card(self) -> dict[str, Any]:
-        return {**super().card(), "inner_attack": {"attack": "pgd", **self.attack.params}}
+        step = float(c.step_size) if c.step_size is not None else 1.25 * float(c.eps)
+        return get_attack("pgd", steps=1, step_size=step, random_start=True, restarts=1)

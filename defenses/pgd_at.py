@@ -29,13 +29,17 @@ class PGDAT(Objective):
 
     def __init__(self, config, model, generator) -> None:  # noqa: ANN001 - see Objective
         super().__init__(config, model, generator)
+        self.attack = self.inner_attack()
+
+    def inner_attack(self) -> Any:
+        """The PGD that crafts the training examples (fast-at overrides the budget)."""
         from attacks.registry import get_attack
 
-        self.attack = get_attack(
+        return get_attack(
             "pgd",
-            steps=int(config.steps),
+            steps=int(self.config.steps),
             step_size=self.default_step_size(),
-            random_start=bool(config.random_start),
+            random_start=bool(self.config.random_start),
             restarts=1,
         )
 
