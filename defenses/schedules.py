@@ -13,6 +13,14 @@ from defenses.config import TrainConfig
 def build_optimizer(module: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """SGD with momentum, or Adam (L2 weight decay, as ``torch.optim.Adam``)."""
     params = [p for p in module.parameters() if p.requires_grad]
+    if not params:
+        from robustness.errors import ModelError
+
+        raise ModelError(
+            "the model has no trainable parameters (every parameter has requires_grad=False)",
+            field="model",
+            fix="Unfreeze the layers to train (p.requires_grad_(True)) before hardening or embedding.",
+        )
     if config.optimizer == "sgd":
         return torch.optim.SGD(
             params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay

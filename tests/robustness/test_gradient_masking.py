@@ -9,6 +9,8 @@ higher than that (plus a small tolerance for attack randomness) or the verdict
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -121,7 +123,7 @@ def check_status(res, name):
 
 
 def test_softmax_probabilities_at_high_temperature(digits_model, data, tmp_path):
-    net = digits_model.module
+    net = copy.deepcopy(digits_model.module)  # margin_pgd freezes it; keep the shared model intact
     truth = margin_pgd(net, net, data.x, data.y)  # same decisions as the logits
     mut = ModelUnderTest(Softmaxed(net), spec="softmax(100*logits)", device="cpu")
     with pytest.warns(UserWarning, match="probabilities"):
@@ -142,7 +144,7 @@ def test_softmax_probabilities_at_high_temperature(digits_model, data, tmp_path)
 
 
 def test_inputs_rounded_to_four_levels(digits_model, data, tmp_path):
-    net = digits_model.module
+    net = copy.deepcopy(digits_model.module)  # margin_pgd freezes it; keep the shared model intact
     masked = Rounded(net)
     truth = margin_pgd(StraightThrough(net), masked, data.x, data.y)  # BPDA
     res = run_audit(masked_config(tmp_path / "a"), model=ModelUnderTest(masked, spec="round4", device="cpu"))
@@ -160,7 +162,7 @@ def test_inputs_rounded_to_four_levels(digits_model, data, tmp_path):
 def test_distilled_logits_are_evaluated_correctly(digits_model, data, tmp_path):
     """Huge logits (T = 100): cross-entropy gradients vanish, DLR/margin losses do not. The audit must
     find the same robust accuracy as on the undistilled logits (the decisions are identical)."""
-    net = digits_model.module
+    net = copy.deepcopy(digits_model.module)  # margin_pgd freezes it; keep the shared model intact
     truth = margin_pgd(net, net, data.x, data.y)
     res = run_audit(
         masked_config(tmp_path / "a"), model=ModelUnderTest(Distilled(net), spec="T100", device="cpu")
