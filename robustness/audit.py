@@ -169,25 +169,14 @@ class AuditRunner:
 
     # -- setup -----------------------------------------------------------------------------
     def _load_model(self) -> Any:
-        from robustness.model import ModelUnderTest, load_model
+        from robustness.model import load_model
 
         m = self.cfg.model
-        if self._model_obj is not None:
-            if isinstance(self._model_obj, ModelUnderTest):
-                return self._model_obj
-            return load_model(
-                self._model_obj,
-                bounds=m.bounds,
-                mean=m.mean,
-                std=m.std,
-                device=m.device,
-                precision=m.precision,
-                channels_last=m.channels_last,
-                compile=m.compile,
-            )
+        # A model object passed to run_audit (ModelUnderTest or nn.Module) replaces the spec;
+        # load_model returns a ModelUnderTest as is and wraps a module with the config's options.
         return load_model(
-            m.spec,
-            weights=m.weights,
+            self._model_obj if self._model_obj is not None else m.spec,
+            weights=m.weights if self._model_obj is None else None,
             trust_model=m.trust_model,
             bounds=m.bounds,
             mean=m.mean,
