@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from attacks.base import Attack, AttackContext, compact_interval
+from attacks.base import Attack, AttackContext
 from attacks.losses import ce_loss, dlr_loss
 from attacks.registry import register
 from attacks.steps import ascent_direction
@@ -164,7 +164,7 @@ def apgd_run(
             s = {k: v[keep] for k, v in s.items()}
         return s["idx"].numel() == 0
 
-    every = compact_interval(x.device)
+    every = ctx.compact_every
     record(logits)
     if drop():
         return x_adv_out, found, x_max_out, f_max_out

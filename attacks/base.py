@@ -34,9 +34,10 @@ _BATCH_STRIDE = 7_919_993
 def compact_interval(device: torch.device) -> int:
     """Steps between compactions of an attack's batch: 1 on the CPU, ``COMPACT_EVERY_CUDA`` on CUDA.
 
-    Between compactions an attack records each sample's first adversarial iterate on the device
-    (``torch.where``), so the result is the same; only samples already broken are carried a few
-    steps longer.
+    Attacks read it as ``ctx.compact_every``. Between compactions an attack records each sample's
+    first adversarial iterate on the device (``torch.where``) and stops updating it, so the
+    result is the same; only samples already broken are carried a few steps longer. No other
+    step of an attack's loop may synchronise with the host (tests/attacks/test_host_sync.py).
     """
     return COMPACT_EVERY_CUDA if device.type == "cuda" else 1
 
@@ -129,6 +130,8 @@ class AttackContext:
         self.device = model.device
         self.generator = generator
         self.num_classes = num_classes
+        # Steps between removals of broken samples from the batch (see compact_interval).
+        self.compact_every = compact_interval(self.device)
         self._counter = counter
 
     def model(self, x: torch.Tensor) -> torch.Tensor:

@@ -108,10 +108,15 @@ class CarliniWagnerL2(Attack):
             prev = torch.full((act.numel(),), float("inf"), device=dev)
             live = torch.ones(act.numel(), dtype=torch.bool, device=dev)  # not yet aborted or done
             steps = int(p["steps"])
+            sel = torch.arange(act.numel(), device=dev)
             for t in range(1, steps + 1):
-                sel = live.nonzero().flatten()
-                if sel.numel() == 0:
-                    break
+                # Dropping finished samples needs a host sync: only every ctx.compact_every steps.
+                # In between they ride along with their state frozen (``lv``).
+                if (t - 1) % ctx.compact_every == 0:
+                    sel = sel[live[sel]]
+                    if sel.numel() == 0:
+                        break
+                lv = live[sel]
                 ws = w[sel].requires_grad_(True)
                 x_adv = to_x(ws)
                 logits = ctx.model(x_adv)
@@ -120,29 +125,30 @@ class CarliniWagnerL2(Attack):
                 loss = dist + ca[sel] * f
                 (grad,) = torch.autograd.grad(loss.sum(), ws)
                 with torch.no_grad():
-                    adv = ctx.is_adversarial(logits, ya[sel], None if ta is None else ta[sel])
+                    adv = ctx.is_adversarial(logits, ya[sel], None if ta is None else ta[sel]) & lv
                     norm = dist.sqrt()
+                    x_adv = x_adv.detach()
                     succeeded[sel] |= adv
-                    gsel = act[sel]
+                    gsel = act[sel]  # distinct indices: the scatters below need no host sync
                     smaller = adv & (norm < best_norm[gsel])
-                    best_norm[gsel[smaller]] = norm[smaller]
-                    x_small[gsel[smaller]] = x_adv[smaller].detach()
+                    best_norm[gsel] = torch.where(smaller, norm, best_norm[gsel])
+                    x_small[gsel] = torch.where(smaller.view(shape), x_adv, x_small[gsel])
                     within = adv & (norm <= ea[sel])
-                    if within.any():
-                        x_within[gsel[within]] = x_adv[within].detach()
-                        done[gsel[within]] = True
-                        live[sel[within]] = False
+                    x_within[gsel] = torch.where(within.view(shape), x_adv, x_within[gsel])
+                    done[gsel] |= within
                     # Adam, per element (so samples leaving the batch need no optimiser surgery).
-                    m[sel] = 0.9 * m[sel] + 0.1 * grad
-                    v[sel] = 0.999 * v[sel] + 0.001 * grad * grad
+                    lv_x = lv.view(shape)
+                    m[sel] = torch.where(lv_x, 0.9 * m[sel] + 0.1 * grad, m[sel])
+                    v[sel] = torch.where(lv_x, 0.999 * v[sel] + 0.001 * grad * grad, v[sel])
                     m_hat = m[sel] / (1 - 0.9**t)
                     v_hat = v[sel] / (1 - 0.999**t)
-                    w[sel] = ws.detach() - lr * m_hat / (v_hat.sqrt() + 1e-8)
+                    w[sel] = torch.where(lv_x, ws.detach() - lr * m_hat / (v_hat.sqrt() + 1e-8), ws.detach())
+                    lv = lv & ~within
                     if p["abort_early"] and t % max(steps // 10, 1) == 0:
                         # Stop a sample whose loss has stalled (as in the original attack).
-                        stalled = loss.detach() > prev[sel] * 0.9999
-                        live[sel[stalled]] = False
-                        prev[sel] = loss.detach()
+                        lv = lv & ~(loss.detach() > prev[sel] * 0.9999)
+                        prev[sel] = torch.where(live[sel], loss.detach(), prev[sel])
+                    live[sel] = lv
             # Binary search on c: smaller after a success, larger (x10 until bracketed) after a failure.
             with torch.no_grad():
                 ok = succeeded

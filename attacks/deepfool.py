@@ -62,19 +62,21 @@ class DeepFool(Attack):
         r_tot = torch.zeros_like(x)
         x_out = x.clone()
         act = torch.arange(x.shape[0], device=x.device)
-        for _ in range(int(p["steps"])):
-            if act.numel() == 0:
-                break
+        live = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+        for it in range(int(p["steps"])):
+            # Dropping broken samples needs a host sync: only every ctx.compact_every steps.
+            # In between they ride along without moving (``live`` is False).
+            if it % ctx.compact_every == 0:
+                act, live = act[live], live[live]
+                if act.numel() == 0:
+                    break
             xa = (x[act] + (1 + overshoot) * r_tot[act]).clamp(lo, hi).requires_grad_(True)
             logits = ctx.model(xa)
             ya, cand = y[act], ranked[act]
             with torch.no_grad():
-                hit = logits.argmax(dim=1) != ya
-            if hit.any():
-                x_out[act[hit]] = xa[hit].detach()
-            keep = ~hit
-            if not keep.any():
-                break
+                hit = (logits.argmax(dim=1) != ya) & live
+                x_out[act] = torch.where(hit.view(shape), xa.detach(), x_out[act])
+                live = live & ~hit
             # f_k = z_k - z_y and its gradient w_k, for every candidate k (one backward per candidate).
             z_y = logits.gather(1, ya[:, None]).squeeze(1)
             f = logits.gather(1, cand) - z_y[:, None]  # (n, k-1), negative while y wins
@@ -83,8 +85,8 @@ class DeepFool(Attack):
                 (g,) = torch.autograd.grad(f[:, j].sum(), xa, retain_graph=j < cand.shape[1] - 1)
                 grads.append(g)
             with torch.no_grad():
-                w = torch.stack(grads, dim=1)[keep]  # (n, k-1, *x)
-                f = f.detach()[keep]
+                w = torch.stack(grads, dim=1)  # (n, k-1, *x)
+                f = f.detach()
                 dual = 1 if ctx.norm == "linf" else 2
                 w_norm = w.flatten(2).norm(p=dual, dim=2) + 1e-8
                 dist = f.abs() / w_norm
@@ -95,10 +97,10 @@ class DeepFool(Attack):
                     step = ((f_b.abs() + 1e-4) / n_b).view(shape) * w_b.sign()
                 else:
                     step = ((f_b.abs() + 1e-4) / n_b**2).view(shape) * w_b
-                act = act[keep]
-                r_tot[act] += step
+                r_tot[act] += step * live.view(shape)
         if act.numel():
             with torch.no_grad():
                 # The final point of samples still standing (checked by the caller after projection).
-                x_out[act] = (x[act] + (1 + overshoot) * r_tot[act]).clamp(lo, hi)
+                final = (x[act] + (1 + overshoot) * r_tot[act]).clamp(lo, hi)
+                x_out[act] = torch.where(live.view(shape), final, x_out[act])
         return x_out

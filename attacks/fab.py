@@ -121,27 +121,31 @@ def _fab_run(
         (g,) = torch.autograd.grad(f.sum(), xr)
         return logits.detach(), f.detach(), g
 
-    def record_and_step_back(logits: torch.Tensor) -> None:
-        """Record adversarial iterates that beat the best norm, then move them back towards x_o."""
-        adv = logits.argmax(dim=1) != s["y"]
-        if not adv.any():
-            return
-        gidx = s["idx"][adv]
-        d = lp_norm(s["x_cur"][adv] - s["x"][adv], norm)
-        better = d < best_norm[gidx]
-        best_norm[gidx[better]] = d[better]
-        x_best[gidx[better]] = s["x_cur"][adv][better]
+    def record_and_step_back(logits: torch.Tensor, live: torch.Tensor) -> None:
+        """Record adversarial iterates that beat the best norm, then move them back towards x_o.
+
+        Only ``live`` samples (not yet within eps) count; all on the device, no host sync.
+        """
+        adv = (logits.argmax(dim=1) != s["y"]) & live
+        gidx = s["idx"]  # distinct indices: the scatters below need no host sync
+        d = lp_norm(s["x_cur"] - s["x"], norm)
+        better = adv & (d < best_norm[gidx])
+        best_norm[gidx] = torch.where(better, d, best_norm[gidx])
+        x_best[gidx] = torch.where(better.view(view), s["x_cur"], x_best[gidx])
         s["x_cur"] = torch.where(adv.view(view), s["x"] + beta * (s["x_cur"] - s["x"]), s["x_cur"])
 
     if random_start:
         # A random start can already be adversarial (x_o itself is not: it was filtered).
-        record_and_step_back(evaluate(s["x_cur"], y, t, grad=False)[0])
-    for _ in range(steps):
-        keep = best_norm[s["idx"]] > s["eps"]
-        if not keep.all():
-            s = {key: v[keep] for key, v in s.items()}
+        record_and_step_back(evaluate(s["x_cur"], y, t, grad=False)[0], best_norm[s["idx"]] > s["eps"])
+    for it in range(steps):
+        # Samples within eps are done. Dropping them needs a host sync, so it happens every
+        # ctx.compact_every steps; in between they are carried along but no longer recorded.
+        live = best_norm[s["idx"]] > s["eps"]
+        if it % ctx.compact_every == 0 and not bool(live.all()):
+            s = {key: v[live] for key, v in s.items()}
             if s["idx"].numel() == 0:
                 return
+            live = live[live]
         xc, x0 = s["x_cur"], s["x"]
         _, f, g = evaluate(xc, s["y"], s["t"], grad=True)
         bb = xc.shape[0]
@@ -163,7 +167,7 @@ def _fab_run(
         s["x_cur"] = ((1 - alpha) * (xc + eta * d_cur) + alpha * (x0 + eta * d_orig)).clamp(lo, hi)
         # FAB iterates hover at the boundary, so most steps are adversarial: a forward-only check
         # here is cheaper than a gradient at every point later stepped back from.
-        record_and_step_back(evaluate(s["x_cur"], s["y"], s["t"], grad=False)[0])
+        record_and_step_back(evaluate(s["x_cur"], s["y"], s["t"], grad=False)[0], live)
 
 
 @register

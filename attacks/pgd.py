@@ -91,10 +91,9 @@ class PGD(Attack):
             if ctx.norm == "linf":
                 ev = ea.view(shape)
                 box = ((xa - ev).clamp_min(ctx.bounds[0]), (xa + ev).clamp_max(ctx.bounds[1]))
-            # On a GPU, deciding which samples to drop needs a host sync; doing it every step
-            # would expose every kernel launch. Record hits on the device each step and drop
-            # broken samples every few steps (on a CPU, at once).
-            every = 1 if x.device.type == "cpu" else 4
+            # Hits are recorded on the device each step; dropping broken samples needs a host
+            # sync, so it happens only every ctx.compact_every steps (at once on a CPU).
+            every = ctx.compact_every
             done = torch.zeros(act.numel(), dtype=torch.bool, device=x.device)
             x_first = x_adv.detach()  # the first adversarial iterate of each done sample
             for it in range(int(p["steps"])):

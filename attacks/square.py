@@ -68,21 +68,28 @@ def pseudo_gaussian(s: int, device: torch.device) -> torch.Tensor:
     return out / out.norm()
 
 
-def _window_mask(
-    n: int, h: int, w: int, s: int, ctx: AttackContext
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A random s x s window per sample: mask (n, 1, h, w) and the top-left corners."""
+def _corners(n: int, h: int, w: int, s: int, ctx: AttackContext) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random top-left corners of an s x s window, one per sample of the whole batch."""
     vh = torch.randint(0, h - s + 1, (n,), device=ctx.device, generator=ctx.generator)
     vw = torch.randint(0, w - s + 1, (n,), device=ctx.device, generator=ctx.generator)
-    rows = torch.arange(h, device=ctx.device).view(1, h, 1)
-    cols = torch.arange(w, device=ctx.device).view(1, 1, w)
+    return vh, vw
+
+
+def _window_mask(vh: torch.Tensor, vw: torch.Tensor, h: int, w: int, s: int) -> torch.Tensor:
+    """The (n, 1, h, w) 0/1 mask of the s x s windows with top-left corners (vh, vw)."""
+    rows = torch.arange(h, device=vh.device).view(1, h, 1)
+    cols = torch.arange(w, device=vh.device).view(1, 1, w)
     inside = (
         (rows >= vh.view(-1, 1, 1))
         & (rows < (vh + s).view(-1, 1, 1))
         & (cols >= vw.view(-1, 1, 1))
         & (cols < (vw + s).view(-1, 1, 1))
     )
-    return inside.unsqueeze(1).float(), vh, vw
+    return inside.unsqueeze(1).float()
+
+
+def _signs(shape: tuple[int, ...], ctx: AttackContext) -> torch.Tensor:
+    return torch.randint(0, 2, shape, device=ctx.device, generator=ctx.generator) * 2.0 - 1.0
 
 
 def _place(pattern: torch.Tensor, vh: torch.Tensor, vw: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -99,6 +106,38 @@ def _place(pattern: torch.Tensor, vh: torch.Tensor, vw: torch.Tensor, h: int, w:
 
 def _l2(t: torch.Tensor) -> torch.Tensor:
     return t.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+
+
+def _still_searching(
+    act: torch.Tensor, margin: torch.Tensor, it: int, every: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch indices still searched at iteration ``it`` and which of them are not broken.
+
+    Dropping broken samples (margin <= 0) needs a host sync, so it happens every ``every``
+    iterations; in between, broken samples ride along but their state is frozen (``live``).
+    """
+    if it % every == 0:
+        act = act[margin[act] > 0]
+    return act, margin[act] > 0
+
+
+def _accept(
+    act: torch.Tensor,
+    live: torch.Tensor,
+    x_new: torch.Tensor,
+    x_old: torch.Tensor,
+    m_new: torch.Tensor,
+    l_new: torch.Tensor,
+    margin: torch.Tensor,
+    loss: torch.Tensor,
+    x_best: torch.Tensor,
+) -> None:
+    """Keep the proposals that lower the loss or are adversarial (live samples only), in place."""
+    lower = (l_new < loss[act]) & live
+    better = lower | ((m_new <= 0) & live)
+    loss[act] = torch.where(lower, l_new, loss[act])
+    margin[act] = torch.where(better, m_new, margin[act])
+    x_best[act] = torch.where(better.view(-1, 1, 1, 1), x_new, x_old)
 
 
 @register
@@ -189,28 +228,26 @@ class Square(Attack):
         n, c, h, w = x.shape
         n_iters, p_init = int(self.params["n_queries"]), float(self.params["p_init"])
         # Vertical stripes: one random sign per column and channel, at full eps.
-        stripes = torch.randint(0, 2, (n, c, 1, w), device=x.device, generator=ctx.generator) * 2.0 - 1.0
+        stripes = _signs((n, c, 1, w), ctx)
         x_best = (x + eps * stripes).clamp(lo, hi)
         margin, loss = self._score(ctx, x_best, y, targets)
+        act = torch.arange(n, device=x.device)
         for it in range(n_iters):
-            act = (margin > 0).nonzero().flatten()
+            act, live = _still_searching(act, margin, it, ctx.compact_every)
             if act.numel() == 0:
                 break
             xa, xb, ea = x[act], x_best[act], eps[act]
             s = max(int(round(math.sqrt(p_selection(p_init, it, n_iters) * h * w))), 1)
             s = min(s, h, w)
-            mask, _, _ = _window_mask(act.numel(), h, w, s, ctx)
-            sign = (
-                torch.randint(0, 2, (act.numel(), c, 1, 1), device=x.device, generator=ctx.generator) * 2.0
-                - 1.0
-            )
+            # Random draws cover the whole batch, so the result does not depend on when broken
+            # samples leave it.
+            vh, vw = _corners(n, h, w, s, ctx)
+            mask = _window_mask(vh[act], vw[act], h, w, s)
+            sign = _signs((n, c, 1, 1), ctx)[act]
             x_new = xb + mask * (2.0 * ea * sign)
             x_new = torch.minimum(torch.maximum(x_new, xa - ea), xa + ea).clamp(lo, hi)
             m_new, l_new = self._score(ctx, x_new, y[act], None if targets is None else targets[act])
-            better = (l_new < loss[act]) | (m_new <= 0)
-            loss[act] = torch.where(l_new < loss[act], l_new, loss[act])
-            margin[act] = torch.where(better, m_new, margin[act])
-            x_best[act] = torch.where(better.view(-1, 1, 1, 1), x_new, xb)
+            _accept(act, live, x_new, xb, m_new, l_new, margin, loss, x_best)
         return x_best, margin
 
     def _l2(
@@ -232,16 +269,16 @@ class Square(Attack):
         delta = torch.zeros_like(x)
         for r in range(off_h, h - s0 + 1, s0):
             for q in range(off_w, w - s0 + 1, s0):
-                sign = torch.randint(0, 2, (n, c, 1, 1), device=dev, generator=ctx.generator) * 2.0 - 1.0
+                sign = _signs((n, c, 1, 1), ctx)
                 delta[:, :, r : r + s0, q : q + s0] += tile * sign
         x_best = (x + delta / (_l2(delta) + 1e-12) * eps).clamp(lo, hi)
         margin, loss = self._score(ctx, x_best, y, targets)
         patterns = None
+        act = torch.arange(n, device=dev)
         for it in range(n_iters):
-            act = (margin > 0).nonzero().flatten()
+            act, live = _still_searching(act, margin, it, ctx.compact_every)
             if act.numel() == 0:
                 break
-            k = act.numel()
             xa, xb, ea = x[act], x_best[act], eps[act]
             d = xb - xa
             s = max(int(round(math.sqrt(p_selection(p_init, it, n_iters) * h * w))), 3)
@@ -250,13 +287,15 @@ class Square(Attack):
             if patterns is None or patterns[0].shape[0] != s:
                 base = pseudo_gaussian(s, dev)
                 patterns = torch.stack([base, base.t()])
-            mask1, vh, vw = _window_mask(k, h, w, s, ctx)
-            mask2, _, _ = _window_mask(k, h, w, s, ctx)
+            # Drawn for the whole batch (see _linf).
+            vh, vw = (v[act] for v in _corners(n, h, w, s, ctx))
+            mask1 = _window_mask(vh, vw, h, w, s)
+            mask2 = _window_mask(*(v[act] for v in _corners(n, h, w, s, ctx)), h, w, s)
             # The new window: a fresh pattern plus the old content of window 1 (normalised per channel),
             # carrying the mass of both windows plus whatever budget is unused, so ||delta|| stays ~eps.
-            flip = torch.randint(0, 2, (k,), device=dev, generator=ctx.generator)
+            flip = torch.randint(0, 2, (n,), device=dev, generator=ctx.generator)[act]
             fresh = _place(patterns[flip], vh, vw, h, w)
-            sign = torch.randint(0, 2, (k, c, 1, 1), device=dev, generator=ctx.generator) * 2.0 - 1.0
+            sign = _signs((n, c, 1, 1), ctx)[act]
             old = d * mask1
             old = old / (old.pow(2).sum(dim=(-2, -1), keepdim=True).sqrt() + 1e-12)
             new = fresh * sign + old
@@ -267,8 +306,5 @@ class Square(Attack):
             d_new = d * (1 - torch.maximum(mask1, mask2)) + new * mass * mask1
             x_new = (xa + d_new / (_l2(d_new) + 1e-12) * ea).clamp(lo, hi)
             m_new, l_new = self._score(ctx, x_new, y[act], None if targets is None else targets[act])
-            better = (l_new < loss[act]) | (m_new <= 0)
-            loss[act] = torch.where(l_new < loss[act], l_new, loss[act])
-            margin[act] = torch.where(better, m_new, margin[act])
-            x_best[act] = torch.where(better.view(-1, 1, 1, 1), x_new, xb)
+            _accept(act, live, x_new, xb, m_new, l_new, margin, loss, x_best)
         return x_best, margin

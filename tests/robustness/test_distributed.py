@@ -347,21 +347,6 @@ def test_torchrun_usage_error_exits_2_on_every_rank(tmp_path):
 # GPU fast paths that CPU can check
 
 
-def test_periodic_compaction_finds_the_same_examples(digits_model, digits_small, monkeypatch):
-    """APGD compacts broken samples every 8 steps on CUDA; first adversarial points are still kept."""
-    import attacks.apgd as apgd
-    from attacks.registry import get_attack
-
-    x, y = digits_small.x[:40], digits_small.y[:40]
-    per_step = get_attack("apgd-ce", steps=20)(digits_model, x, y, eps=0.1, seed=1)
-    monkeypatch.setattr(apgd, "compact_interval", lambda device: 8)
-    periodic = get_attack("apgd-ce", steps=20)(digits_model, x, y, eps=0.1, seed=1)
-    assert torch.equal(per_step.success, periodic.success)
-    assert torch.equal(per_step.adv_pred, periodic.adv_pred)
-    assert torch.allclose(per_step.x_adv, periodic.x_adv, atol=1e-6)
-    assert per_step.robust_accuracy < 0.9  # the attack did break samples (the compaction mattered)
-
-
 def test_bf16_precision_keeps_float32_logits_and_is_recorded(digits_model, digits_small):
     from robustness.model import ModelUnderTest
 
