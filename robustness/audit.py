@@ -576,10 +576,15 @@ class AuditRunner:
     ) -> dict[str, np.ndarray]:
         attack = self._instance(spec)
         t0 = time.perf_counter()
+        xb, yb = self.x[bidx], self.y[bidx]
+        if self.mut.device.type == "cuda":
+            # Page-locked host memory: a direct DMA copy that does not block the host.
+            xb = xb.pin_memory().to(self.mut.device, non_blocking=True)
+            yb = yb.pin_memory().to(self.mut.device, non_blocking=True)
         res = attack(
             self.mut,
-            self.x[bidx],
-            self.y[bidx],
+            xb,
+            yb,
             eps=float(eps),
             norm=self.norm,
             seed=seed,

@@ -228,3 +228,18 @@ def test_progress_plain_is_one_line_per_attack_with_a_30s_heartbeat():
     assert choose_mode("auto", stream=io.StringIO()) == "plain"
     assert choose_mode("auto", quiet=True) == "off" and choose_mode("off") == "off"
     assert choose_mode("on", stream=io.StringIO()) == "live"
+
+
+@pytest.mark.gpu
+def test_audit_on_cuda_matches_the_cpu_audit(audited, tmp_path):
+    """The same audit on CUDA (pinned transfers, periodic compaction): clean numbers equal, and
+    the attacks no weaker than on the CPU (random draws differ between devices: one sample)."""
+    cfg = small_config(tmp_path, min_robust_accuracy={0.05: 0.5})
+    cfg["model"]["device"] = "cuda"
+    res = run_audit(cfg)
+    cpu = audited[1]
+    assert res["environment"]["device"].startswith("cuda")
+    assert res["clean"]["accuracy"] == cpu["clean"]["accuracy"]
+    for gpu_row, cpu_row in zip(res["robust"], cpu["robust"]):
+        assert gpu_row["eps"] == cpu_row["eps"]
+        assert gpu_row["accuracy"] <= cpu_row["accuracy"] + 1 / 30 + 1e-9

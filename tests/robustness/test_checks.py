@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -67,7 +68,8 @@ def test_rounding_model_has_zero_gradients(digits_model, digits_small):
 
 def test_softmax_model_is_flagged_and_its_ce_gradients_vanish(digits_model, digits_small):
     x, y = digits_small.x[:32], digits_small.y[:32]
-    m = wrap(Softmaxed(digits_model.module), x)
+    with pytest.warns(UserWarning, match="look like probabilities"):
+        m = wrap(Softmaxed(digits_model.module), x)
     assert m.outputs_probabilities
     h = C.outputs_logits(m)
     assert h.status == "fail" and "probabilities" in h.detail
