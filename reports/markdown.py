@@ -114,9 +114,13 @@ def to_markdown(results: dict[str, Any]) -> str:
             f"{'verified' if wm.get('verified') else 'NOT verified'}.",
         ]
     t = (results.get("timing") or {}).get("total_s")
+    env = results.get("environment") or {}
+    # Where and how the model ran: a bf16 audit judges success at bf16 (see the README).
+    ran_on = ", ".join(str(env[k]) for k in ("device", "precision") if env.get(k))
     lines += [
         "",
         f"<sub>robustness-audit {results.get('tool_version', '')}, {results.get('created', '')}"
+        + (f", {ran_on}" if ran_on else "")
         + (f", {R.seconds(t)}" if t is not None else "")
         + "</sub>",
         "",

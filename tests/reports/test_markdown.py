@@ -35,6 +35,13 @@ def test_summary_table_has_every_eps_with_ci_and_gates(results):
     assert "Failed sanity checks" not in md
 
 
+def test_footer_names_the_device_and_precision(results):
+    assert ", cpu, fp32, " in markdown.to_markdown(results).splitlines()[-1]
+    res = copy.deepcopy(results)
+    res["environment"].update(device="cuda:0", precision="bf16")
+    assert ", cuda:0, bf16, " in markdown.to_markdown(res).splitlines()[-1]
+
+
 def test_failed_checks_and_other_gates_are_listed(results):
     res = copy.deepcopy(results)
     res["verdict"] = "unreliable"
