@@ -650,6 +650,25 @@ def test_sha256_tracks_weights(trained_tiny):
     assert a.n_parameters == sum(p.numel() for p in trained_tiny.parameters())
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.compile's own imports
+def test_compiled_and_channels_last_models_give_the_eager_results(digits_model, digits_small):
+    """--compile (torch.compile, inductor) and --channels-last change speed, never results or the
+    model's identity. Compiling the small CNN takes about 30 s on 2 cores."""
+    from attacks.registry import get_attack
+
+    x, y = digits_small.x[:40], digits_small.y[:40]
+    eager = get_attack("pgd", steps=5)(digits_model, x, y, eps=0.1, seed=0)
+    for kw in ({"compile": True}, {"channels_last": True}):
+        m = load_model("zoo:digits-cnn", device="cpu", **kw)
+        assert m.info()["compiled"] == bool(kw.get("compile"))
+        assert m.info()["channels_last"] == bool(kw.get("channels_last"))
+        assert m.sha256() == digits_model.sha256()
+        res = get_attack("pgd", steps=5)(m, x, y, eps=0.1, seed=0)
+        assert torch.equal(res.success, eager.success), kw
+        torch.testing.assert_close(res.x_adv, eager.x_adv, atol=1e-5, rtol=0)
+    assert 0 < eager.robust_accuracy < 1
+
+
 # ---------------------------------------------------------------------------------------
 # CUDA (skipped without a GPU)
 
