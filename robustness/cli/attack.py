@@ -111,6 +111,10 @@ def result_rows(results: list, model, data, args: argparse.Namespace) -> list[di
                 "model": model.spec,
                 "data": data.spec,
                 "device": str(model.device),
+                # Success is judged at this precision (bf16: autocast forward passes).
+                "precision": model.precision,
+                "channels_last": model.channels_last,
+                "compiled": model.compiled,
                 "seed": args.seed,
                 "targeted": args.targeted,
                 # Among samples classified correctly before the attack.
@@ -218,7 +222,7 @@ def _print_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     target = f", targeted {args.targeted}" if args.targeted else ""
     print(
         f"attack {first['attack']} ({first['norm']}{target}) on {first['model']} / {first['data']} "
-        f"(n={first['n']}, device {first['device']}, seed {first['seed']})"
+        f"(n={first['n']}, device {first['device']}, {first['precision']}, seed {first['seed']})"
     )
     print(f"clean accuracy {first['clean_accuracy']:.4f}")
     header = f"{'eps':>10}  {'robust acc':>10}  {'95% CI':>17}  {'fwd':>9}  {'bwd':>9}  {'queries':>9}  {'time s':>8}"

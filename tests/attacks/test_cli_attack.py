@@ -46,6 +46,20 @@ def test_json_one_eps_is_an_object(capsys):
     assert 0 <= lo <= row["robust_accuracy"] <= hi <= 1
     assert row["robust_accuracy"] <= row["clean_accuracy"]
     assert row["n_backward"] > 0 and row["n_queries"] == 0
+    assert (row["precision"], row["channels_last"], row["compiled"]) == ("fp32", False, False)
+
+
+def test_precision_and_layout_are_recorded(capsys):
+    code, out, _ = run(
+        capsys,
+        *("--attack", "pgd", "--eps", "0.1", "--n-examples", "40", "--steps", "7"),
+        *("--precision", "bf16", "--channels-last", "--json"),
+    )
+    assert code == 0
+    row = json.loads(out)
+    assert (row["precision"], row["channels_last"]) == ("bf16", True)
+    code, out, _ = run(capsys, "--attack", "pgd", "--eps", "0.1", "--n-examples", "20", "--precision", "bf16")
+    assert code == 0 and "device cpu, bf16," in out
 
 
 def test_json_several_eps_is_a_list_and_autoattack_fast_is_monotone(capsys):
