@@ -54,9 +54,11 @@ def _has_bool_index(args: tuple[Any, ...]) -> bool:
     return any(isinstance(t, torch.Tensor) and t.dtype == torch.bool for t in indices or ())
 
 
-def _run_logged(attack, model, x, y, monkeypatch, every: int, **kw) -> tuple[_SyncLog, Any]:
-    """Run ``attack`` with compaction every ``every`` steps, logging only inside ``perturb``."""
-    monkeypatch.setattr(base, "compact_interval", lambda device: every)
+def _run_logged(attack, model, x, y, monkeypatch, every: int | None, **kw) -> tuple[_SyncLog, Any]:
+    """Run ``attack`` with compaction every ``every`` steps (None: the device's own interval),
+    logging only inside ``perturb``."""
+    if every is not None:
+        monkeypatch.setattr(base, "compact_interval", lambda device: every)
     log = _SyncLog()
     model_call = base.AttackContext.model
 
@@ -102,6 +104,21 @@ def test_attack_loops_sync_only_to_compact(
     assert n_fwd >= 16
     assert synced <= n_fwd / 8 + 2 * runs, (log.steps_with_sync(), "".join(log.events)[:400])
     assert res.success.any()  # samples did break: the compaction path ran
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(("name", "params", "norm", "eps", "runs"), CASES, ids=lambda v: str(v))
+def test_attack_loops_on_cuda_sync_only_to_compact(name, params, norm, eps, runs, digits_test, monkeypatch):
+    """The same count on a GPU, with the interval CUDA really uses."""
+    from robustness.model import load_model
+
+    model = load_model("zoo:digits-cnn", device="cuda")
+    x, y = digits_test.x[:48], digits_test.y[:48]
+    log, res = _run_logged(get_attack(name, **params), model, x, y, monkeypatch, None, eps=eps, norm=norm)
+    n_fwd, synced = log.steps_with_sync()
+    assert base.compact_interval(model.device) == 8
+    assert synced <= n_fwd / 8 + 2 * runs, (log.steps_with_sync(), "".join(log.events)[:400])
+    assert res.success.any()
 
 
 def test_the_sync_log_sees_per_step_synchronisation(digits_model, digits_small, monkeypatch):
