@@ -22,6 +22,7 @@ checkpoint keeps every rank's random-generator states, so a resumed run continue
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import sys
 import time
@@ -304,6 +305,10 @@ class Trainer:
         finally:
             if ddp is not None:
                 self._unwrap(ddp)
+                # DDP's reducer sits in reference cycles; collect it now, while the process group
+                # lives: freed at interpreter exit, after the group, it can abort the process.
+                del ddp
+                gc.collect()
 
         use_best = cfg.select_best and best is not None
         if use_best:

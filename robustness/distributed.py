@@ -157,9 +157,14 @@ class DistContext:
     def close(self) -> None:
         """Leave the process group (after the last collective)."""
         if self.enabled:
+            import gc
+
             import torch.distributed as dist
 
             if dist.is_initialized():
+                # Objects that hold the group (a DDP reducer in a reference cycle) must go before
+                # it: destroyed at interpreter exit instead, they can abort the process.
+                gc.collect()
                 dist.destroy_process_group()
 
     def _comm_device(self) -> torch.device:
