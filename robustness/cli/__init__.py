@@ -4,7 +4,9 @@ argparse (standard library) rather than typer/click: no extra dependency, and st
 stays fast because each command module imports torch only inside its handler. Each
 command lives in its own module exposing ``register(subparsers)``; the handler returns
 the exit code. :class:`~robustness.errors.RobustnessError` becomes one paragraph on
-stderr and exit code 2 (``--debug`` shows the traceback).
+stderr and exit code 2 (``--debug`` shows the traceback). Any other exception is a bug or
+an environment failure (out of memory, a broken install): also one paragraph and exit code
+2, never 1, which CI reads as "a robustness gate failed".
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from robustness.errors import RobustnessError
 
+    crashed = False
     try:
         code = int(args.handler(args) or 0)
     except RobustnessError as exc:
@@ -76,10 +79,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("robustness: interrupted", file=sys.stderr)
         code = 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: never a raw traceback
+        if args.debug:
+            traceback.print_exc()
+        print(
+            f"robustness {args.command}: internal error: {_internal_message(exc, args.command)}",
+            file=sys.stderr,
+        )
+        code, crashed = 2, True
     # Under torchrun every rank exits with the same code; finish() is a no-op in a single process
     # (and robustness.distributed is looked up, not imported: commands that never load it skip this).
+    # After a crash the ranks may wait in different collectives, where agreeing could hang: this
+    # rank leaves at once and torchrun stops the others.
     dist = sys.modules.get("robustness.distributed")
-    return dist.finish(code) if dist is not None else code
+    return dist.finish(code) if dist is not None and not crashed else code
+
+
+def _internal_message(exc: BaseException, command: str) -> str:
+    """One paragraph for an unexpected exception: what happened and what to do."""
+    text = " ".join(str(exc).split())
+    if len(text) > 400:
+        text = text[:400] + " ..."
+    what = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    resume = "; rerun the same command to resume the audit where it stopped" if command == "audit" else ""
+    if isinstance(exc, MemoryError) or "out of memory" in text.lower():
+        return (
+            f"{what}. The device ran out of memory: lower the batch size (--batch-size, or "
+            f"data.batch_size in the config){resume}."
+        )
+    return (
+        f"{what}. This is a bug or an environment problem, not a mistake in your input: rerun with "
+        f"--debug for the traceback and report it{resume}."
+    )
 
 
 def run() -> None:

@@ -315,6 +315,36 @@ def test_evaluate_on_cuda(capsys, digits_model, digits_test):
     assert json.loads(out)["correct"] == int((digits_model.predict(digits_test.x) == digits_test.y).sum())
 
 
+@pytest.mark.parametrize(
+    ("exc", "needles"),
+    [
+        (
+            RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+            ["lower the batch size", "--batch-size"],
+        ),
+        (ValueError("shapes (3,) and (4,) not aligned"), ["a bug or an environment problem", "--debug"]),
+    ],
+)
+def test_internal_errors_exit_2_in_one_paragraph_never_1(capsys, monkeypatch, exc, needles):
+    """A crash must not read as 'a gate failed' (exit 1) in CI, nor print a raw traceback."""
+    import robustness.model
+
+    def broken(*args, **kwargs):
+        raise exc
+
+    monkeypatch.setattr(robustness.model, "load_model", broken)
+    code, _, err = run_cli(capsys, "evaluate", "--model", "zoo:digits-cnn", "--data", "builtin:digits")
+    assert code == 2
+    assert err.startswith(f"robustness evaluate: internal error: {type(exc).__name__}: ")
+    assert err.count("\n") == 1 and "Traceback" not in err
+    for needle in needles:
+        assert needle in err
+    code, _, err = run_cli(
+        capsys, "evaluate", "--model", "zoo:digits-cnn", "--data", "builtin:digits", "--debug"
+    )
+    assert code == 2 and "Traceback" in err
+
+
 # ---------------------------------------------------------------------------------------
 # the error type the CLI renders
 
