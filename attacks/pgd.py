@@ -102,10 +102,10 @@ class PGD(Attack):
                 loss = loss_fn(logits, ya, ta)
                 (grad,) = torch.autograd.grad(loss.sum(), x_adv)
                 x_adv = x_adv.detach()
-                # Record adversarial iterates (judged on the logits we already have).
-                new = ctx.is_adversarial(logits.detach(), ya, ta) & ~done
-                x_first = torch.where(new.view(shape), x_adv, x_first)
-                done = done | new
+                # Record adversarial iterates (judged on the logits we already have): x_first
+                # follows the iterate until the sample is done, then keeps its first hit.
+                x_first = torch.where(done.view(shape), x_first, x_adv)
+                done = done | ctx.is_adversarial(logits.detach(), ya, ta)
                 if (it + 1) % every == 0 and bool(done.any()):
                     x_best[act[done]] = x_first[done]
                     found[act[done]] = True
