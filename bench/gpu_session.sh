@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Every GPU check in one run, for a lent GPU machine without internet (bench/README.md):
+# the tests marked `gpu`, then `bench/scale.py --gpu`, which writes its table into
+# bench/RESULTS.md. With $OUT set (the device tool's output folder) the updated RESULTS.md and
+# the logs are copied there.
+#
+# usage: bash bench/gpu_session.sh [WHEELS]
+#   WHEELS: a folder of wheels for what the machine lacks (installed with --no-deps into a
+#   private folder; the machine's own torch is used).
+set -u -o pipefail
+cd "$(dirname "$0")/.."
+site=${TMPDIR:-/tmp}/robustness-site
+if [ -n "${1:-}" ]; then
+  pip install -q --no-index --no-deps --target "$site" "$1"/*.whl || exit 2
+  export PYTHONPATH="$site:$PWD"
+else
+  export PYTHONPATH="$PWD"
+fi
+export ROBUSTNESS_CACHE="${ROBUSTNESS_CACHE:-$PWD/.cache/zoo}"
+python - <<'PY' || exit 2
+import torch
+assert torch.cuda.is_available(), "no CUDA device"
+print("torch", torch.__version__, "on", torch.cuda.get_device_name(0))
+PY
+log=${OUT:-${TMPDIR:-/tmp}}
+status=0
+timeout 300 python -m pytest -q -m gpu -p no:cacheprovider tests 2>&1 | tee "$log/gpu-tests.log" || status=1
+timeout 480 python bench/scale.py --gpu 2>&1 | tee "$log/scale-gpu.log" || status=1
+[ -n "${OUT:-}" ] && cp bench/RESULTS.md "$OUT/"
+exit $status
