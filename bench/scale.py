@@ -11,7 +11,7 @@ identical:
 - ``robustness audit examples/digits-audit.yaml`` (the issue's acceptance check): the results
   must hold the same numbers; wall times are reported.
 
-GPU (``--gpu``; about 3 minutes on an H100): PGD-20 images per second on a ResNet-18 for
+GPU (``--gpu``; an estimated 3 minutes on an H100, not yet run on one): PGD-20 images per second on a ResNet-18 for
 3x32x32 inputs (random weights, batch-norm statistics set on random images, labels = its own
 predictions, so clean accuracy is 100%), eps chosen so that about half the samples resist
 PGD-20 (early stopping would otherwise flatter the throughput), in fp32 and bf16:
