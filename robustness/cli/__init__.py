@@ -4,9 +4,9 @@ argparse (standard library) rather than typer/click: no extra dependency, and st
 stays fast because each command module imports torch only inside its handler. Each
 command lives in its own module exposing ``register(subparsers)``; the handler returns
 the exit code. :class:`~robustness.errors.RobustnessError` becomes one paragraph on
-stderr and exit code 2 (``--debug`` shows the traceback). Any other exception is a bug or
-an environment failure (out of memory, a broken install): also one paragraph and exit code
-2, never 1, which CI reads as "a robustness gate failed".
+stderr and exit code 2 (``--debug`` shows the traceback). Any other exception (raised in the
+user's model or data code, out of memory, a bug of ours) also becomes one paragraph and exit
+code 2, never 1, which CI reads as "a robustness gate failed".
 """
 
 from __future__ import annotations
@@ -82,10 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the last line of defence: never a raw traceback
         if args.debug:
             traceback.print_exc()
-        print(
-            f"robustness {args.command}: internal error: {_internal_message(exc, args.command)}",
-            file=sys.stderr,
-        )
+        print(f"robustness {args.command}: {_unexpected_error(exc, args.command)}", file=sys.stderr)
         code, crashed = 2, True
     # Under torchrun every rank exits with the same code; finish() is a no-op in a single process
     # (and robustness.distributed is looked up, not imported: commands that never load it skip this).
@@ -95,8 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return dist.finish(code) if dist is not None and not crashed else code
 
 
-def _internal_message(exc: BaseException, command: str) -> str:
-    """One paragraph for an unexpected exception: what happened and what to do."""
+def _unexpected_error(exc: BaseException, command: str) -> str:
+    """One paragraph for an exception that is not a RobustnessError: what happened, what to do."""
     text = " ".join(str(exc).split())
     if len(text) > 400:
         text = text[:400] + " ..."
@@ -104,13 +101,45 @@ def _internal_message(exc: BaseException, command: str) -> str:
     resume = "; rerun the same command to resume the audit where it stopped" if command == "audit" else ""
     if isinstance(exc, MemoryError) or "out of memory" in text.lower():
         return (
-            f"{what}. The device ran out of memory: lower the batch size (--batch-size, or "
+            f"error: {what}. The device ran out of memory: lower the batch size (--batch-size, or "
             f"data.batch_size in the config){resume}."
         )
+    where = _user_frame(exc)
+    if where is not None:
+        return (
+            f"error: {what} (raised in {where}, your model's or data's own code): fix it there; "
+            f"--debug shows the traceback{resume}."
+        )
     return (
-        f"{what}. This is a bug or an environment problem, not a mistake in your input: rerun with "
-        f"--debug for the traceback and report it{resume}."
+        f"internal error: {what}. This is a bug in robustness-audit or an environment problem, not "
+        f"a mistake in your input: rerun with --debug for the traceback and report it{resume}."
     )
+
+
+def _user_frame(exc: BaseException) -> str | None:
+    """``file:line`` of the innermost frame in the user's code, if the exception came from there.
+
+    Frames of installed libraries (torch, numpy, ...) are skipped; a frame of this project's
+    packages first means the error is ours.
+    """
+    import sysconfig
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    ours = [root / pkg for pkg in ("robustness", "attacks", "defenses", "reports")]
+    libs = {
+        Path(p).resolve()
+        for k in ("stdlib", "platstdlib", "purelib", "platlib")
+        if (p := sysconfig.get_path(k))
+    }
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        path = Path(frame.filename).resolve()
+        if any(path.is_relative_to(d) for d in ours):
+            return None
+        if frame.filename.startswith("<") or any(path.is_relative_to(d) for d in libs):
+            continue
+        return f"{path}:{frame.lineno}"
+    return None
 
 
 def run() -> None:
