@@ -15,6 +15,10 @@ After a call, ``attack.breakdown`` holds one entry per eps: ``{"eps", "broken_by
 (``"clean"`` if it was misclassified before any attack, ``None`` if it stayed robust; a sample
 broken at a smaller eps keeps the component that broke it there, as its example carries over)
 and ``robust_after`` maps each component, in order, to the robust accuracy after it.
+
+Cost: the result's counts are the sum of its members' (every member calls the same counted
+model), and its ``n_queries`` counts the forward passes made by its black-box members (Square),
+as when Square runs alone; the ensemble itself is white-box, so the base class would count none.
 """
 
 from __future__ import annotations
@@ -80,6 +84,7 @@ class AutoAttack(Attack):
         self._attacks = [get_attack(c, **self._component_params(c)) for c in comps]
         self.breakdown: list[dict[str, Any]] = []
         self._records: list[tuple[float, torch.Tensor]] = []
+        self._queries: list[tuple[float, int]] = []
 
     def _component_params(self, name: str) -> dict[str, Any]:
         p = self.params
@@ -106,32 +111,49 @@ class AutoAttack(Attack):
         x_out = x.clone()
         by = torch.full((x.shape[0],), -1, dtype=torch.long, device=x.device)
         todo = torch.arange(x.shape[0], device=x.device)
+        queries = 0
         for ci, atk in enumerate(self._attacks):
             if todo.numel() == 0:
                 break
             if atk.norms and ctx.norm not in atk.norms:
                 continue
             xs, ys, es = x[todo], y[todo], eps[todo]
+            # The context's counter is shared by every member; its forward passes during a
+            # black-box member are that member's queries.
+            before = ctx._counter.forward
             cand = ctx.project(atk.perturb(ctx, xs, ys, es, None).detach(), xs, es)
+            if atk.kind == "black-box":
+                queries += ctx._counter.forward - before
             with torch.no_grad():
                 hit = ctx.is_adversarial(ctx.model(cand), ys, None)
             x_out[todo[hit]] = cand[hit]
             by[todo[hit]] = ci
             todo = todo[~hit]
-        self._records.append((float(eps[0]) if eps.numel() else 0.0, by))
+        e = float(eps[0]) if eps.numel() else 0.0
+        self._records.append((e, by))
+        self._queries.append((e, queries))
         return x_out
 
     def __call__(self, model: Any, x: torch.Tensor, y: torch.Tensor, **kwargs: Any):  # type: ignore[override]
         self._records = []
+        self._queries = []
         out = super().__call__(model, x, y, **kwargs)
         dist = kwargs.get("dist")
         if dist is not None and dist.enabled:
             # Each rank recorded its own batches (r, r + world, ...): put everyone's back in batch order.
-            parts = dist.all_gather_object([(e, by.cpu()) for e, by in self._records])
-            self._records = _interleave(parts)
+            parts = dist.all_gather_object(([(e, by.cpu()) for e, by in self._records], self._queries))
+            self._records = _interleave([recs for recs, _ in parts])
+            self._queries = [q for _, qs in parts for q in qs]
         results = out if isinstance(out, list) else [out]
+        self._count_queries(results)
         self.breakdown = self._breakdown(results)
         return out
+
+    def _count_queries(self, results: Sequence[AttackResult]) -> None:
+        """Add the black-box members' queries to each eps's result (see the module docstring)."""
+        for res in results:
+            key = _eps_key(res.eps)
+            res.n_queries += sum(q for e, q in self._queries if _eps_key(e) == key)
 
     def _breakdown(self, results: Sequence[AttackResult]) -> list[dict[str, Any]]:
         """Rebuild who broke which sample from the per-batch records (the base class attacks,
@@ -152,7 +174,7 @@ class AutoAttack(Attack):
                 already = torch.tensor([p is not None for p in prev], dtype=torch.bool)
                 labels = list(prev)
             todo = (~already).nonzero().flatten().tolist()
-            recs = by_eps.get(float(torch.tensor(res.eps, dtype=torch.float32)), [])
+            recs = by_eps.get(_eps_key(res.eps), [])
             comp = torch.cat(recs).tolist() if recs else []
             for j, i in enumerate(todo):
                 if bool(success[i]):
@@ -166,6 +188,11 @@ class AutoAttack(Attack):
             out.append({"eps": res.eps, "broken_by": labels, "robust_after": robust_after})
             prev = labels
         return out
+
+
+def _eps_key(e: float) -> float:
+    """An eps as ``perturb`` saw it (a float32 tensor entry), to match records to results."""
+    return float(torch.tensor(e, dtype=torch.float32))
 
 
 def _interleave(parts: list[list[tuple[float, torch.Tensor]]]) -> list[tuple[float, torch.Tensor]]:

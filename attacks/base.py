@@ -10,6 +10,9 @@ example, and cost accounting.
 
 from __future__ import annotations
 
+import json
+import math
+import numbers
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -45,6 +48,54 @@ def compact_interval(device: torch.device) -> int:
 def batch_seed(seed: int, eps_index: int, batch: int) -> int:
     """The generator seed of one batch: results do not depend on which process runs which batch."""
     return int(seed) * 1_000_003 + int(eps_index) + int(batch) * _BATCH_STRIDE
+
+
+# What a parameter's type is called in errors.
+_TYPE_NAMES = {int: "an integer", float: "a finite number", bool: "true or false"}
+
+
+def param_type_problem(value: Any, expected: type) -> str | None:
+    """Why ``value`` is not a valid ``expected`` (int, float or bool), or None if it is.
+
+    The one type rule for attack parameters, wherever they come from (Python, ``--param``, a
+    config): a bool is not an integer (``steps: true``), a float is not one even when integral
+    (``steps: 2.5``, ``3.0``), an integer is a number, numbers are finite, strings never convert.
+    """
+    if expected is bool:
+        ok = isinstance(value, bool)
+    elif expected is int:
+        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    elif expected is float:
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    else:
+        return None
+    if ok:
+        return None
+    kind = "a boolean" if isinstance(value, bool) else "a string" if isinstance(value, str) else None
+    got = repr(value) if len(repr(value)) <= 60 else repr(value)[:50] + "..."
+    return f"must be {_TYPE_NAMES[expected]}, got {got}" + (f" ({kind})" if kind else "")
+
+
+def check_param_types(
+    name: str, params: dict[str, Any], types: dict[str, type], defaults: dict[str, Any]
+) -> None:
+    """Raise :class:`AttackError` (field: the parameter) for the first value of the wrong type.
+
+    ``None`` is accepted where the default is ``None`` (an optional parameter).
+    """
+    for key, value in params.items():
+        expected = types.get(key)
+        if expected is None or (value is None and defaults.get(key) is None):
+            continue
+        problem = param_type_problem(value, expected)
+        if problem:
+            example = defaults.get(key)
+            raise AttackError(
+                f"attack {name!r}: parameter {key} {problem}",
+                field=key,
+                fix=f"Give {key} as {_TYPE_NAMES[expected]}"
+                + (f", e.g. {json.dumps(example)} (the default)." if example is not None else "."),
+            )
 
 
 @dataclass
@@ -203,17 +254,31 @@ class Attack:
     kind: ClassVar[str] = "white-box"  # or "black-box"
     supports_targeted: ClassVar[bool] = False
     description: ClassVar[str] = ""
+    # Types of parameters whose default does not show it (a None default), e.g. {"step_size": float}.
+    declared_param_types: ClassVar[dict[str, type]] = {}
 
     def __init__(self, **params: Any) -> None:
-        unknown = set(params) - set(self.defaults())
+        defaults = self.defaults()
+        unknown = set(params) - set(defaults)
         if unknown:
             raise AttackError(
                 f"unknown parameter(s) {sorted(unknown)} for attack {self.name!r}",
                 field="attack",
-                fix=f"Known parameters: {', '.join(sorted(self.defaults())) or 'none'}.",
+                fix=f"Known parameters: {', '.join(sorted(defaults)) or 'none'}.",
             )
-        self.params = {**self.defaults(), **params}
-        self.check_params()
+        check_param_types(self.name, params, self.param_types(), defaults)
+        self.params = {**defaults, **params}
+        try:
+            self.check_params()
+        except (TypeError, ValueError, OverflowError) as exc:
+            # A check_params that converts (int(p["k"])) met a value of a type nobody declared:
+            # still the user's input, so a named error rather than an internal one.
+            given = sorted(params)
+            raise AttackError(
+                f"attack {self.name!r}: a parameter has an unusable value ({type(exc).__name__}: {exc})",
+                field=given[0] if len(given) == 1 else "attack",
+                fix=f"Check the values given for: {', '.join(given) or 'none'}.",
+            ) from None
 
     # -- to be overridden --------------------------------------------------------------
     @classmethod
@@ -221,8 +286,21 @@ class Attack:
         """Hyper-parameters and their defaults."""
         return {}
 
+    @classmethod
+    def param_types(cls) -> dict[str, type]:
+        """The type of each typed parameter: int, float or bool, from its default (or declared).
+
+        Checked by :func:`check_param_types` before :meth:`check_params`, for every way an
+        attack is built. Parameters with other defaults (names, lists, dicts) are left to
+        :meth:`check_params`.
+        """
+        types = {
+            key: type(value) for key, value in cls.defaults().items() if type(value) in (int, float, bool)
+        }
+        return {**types, **cls.declared_param_types}
+
     def check_params(self) -> None:
-        """Validate ``self.params``; raise :class:`AttackError` naming the bad one."""
+        """Validate ``self.params`` (types are already checked); raise :class:`AttackError` naming the bad one."""
 
     def perturb(
         self,

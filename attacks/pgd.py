@@ -24,6 +24,8 @@ class PGD(Attack):
     norms = ("linf", "l2", "l1")
     supports_targeted = True
     description = "Projected gradient descent with random start and restarts (Madry et al. 2018)."
+    # Both default to None (derived from eps and steps), so their type cannot be read off the defaults.
+    declared_param_types = {"step_size": float, "rel_step_size": float}
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:

@@ -30,6 +30,12 @@ def available() -> dict[str, type[Attack]]:
 def get_attack(name: str, **params: Any) -> Attack:
     """Build the attack called ``name`` with hyper-parameters ``params``."""
     known = available()
+    if not isinstance(name, str):
+        raise AttackError(
+            f"an attack name is a string, got {type(name).__name__}",
+            field="attack",
+            fix=f"Known attacks: {', '.join(known)}; or art:ClassName for any ART evasion attack.",
+        )
     if name.startswith("art:"):
         from attacks.art_bridge import ARTAttack
 

@@ -26,8 +26,9 @@ from typing import Any
 from reports import results as R
 
 SCHEMA = Path(__file__).with_name("junit-10.xsd")
-# XML 1.0 forbids most control characters; a detail string must never make the file unreadable.
-_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+# XML 1.0 forbids most control characters, and UTF-8 lone surrogates (which JSON allows); a
+# string from the results must never make the file unreadable or unwritable.
+_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def _t(text: Any) -> str:

@@ -3,6 +3,11 @@
 fpdf2 writes the document: it is pure Python (no Cairo, Pango or LaTeX to install on a CI
 runner), embeds PNG figures from matplotlib directly, and with the DejaVu fonts that ship
 inside matplotlib it prints Unicode (eps, >=) in every environment the tool installs into.
+Characters those fonts lack (CJK, emoji, control characters) are printed as escapes such as
+``\\u6a21``, never dropped, so any model or data spec renders.
+
+Layout: a heading is never left alone at a page's foot and a short table never splits across
+pages (see :class:`_Writer`).
 
 Everything on the page comes from the results dict and the ``examples.npz`` named in it;
 a missing optional piece (examples, per-class numbers, watermark) becomes a sentence, never
@@ -13,6 +18,9 @@ from __future__ import annotations
 
 import io
 import json
+import math
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,21 +50,66 @@ def _font_dir() -> Path:
     return Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 
 
-def _make_doc(results: dict[str, Any]):
+# Document metadata is UTF-16 in the PDF, where a lone surrogate (valid in JSON) cannot go.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+# fpdf2 cannot draw a table row taller than a page; a results string (an attack parameter, a
+# name) can be that long. Cut there: even the narrowest column then stays under a page.
+TABLE_CELL_CHARS = 500
+
+
+def _short(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _visible(text: str, drawable: frozenset[int]) -> str:
+    """``text`` with every character the font cannot draw written as its escape (``\\u6a21``).
+
+    Results strings come from users (model and data specs, waiver reasons): a CJK name, an
+    emoji or a control character must be shown, not dropped or drawn as a blank box, and a
+    lone surrogate (valid in JSON, not in UTF-16) must not crash the PDF writer. Line breaks
+    are kept for ``multi_cell``.
+    """
+    if all(ord(ch) in drawable or ch in "\n\r" for ch in text):
+        return text
+    return "".join(
+        ch
+        if ord(ch) in drawable or ch in "\n\r"
+        else ch.encode("unicode_escape", "backslashreplace").decode("ascii")
+        for ch in text
+    )
+
+
+def _make_doc(results: dict[str, Any], fonts_of: Any = None):
+    """The report's FPDF document. ``fonts_of``: a document whose loaded fonts to share (the
+    scratch copy used for measuring; loading the four fonts again costs more than the rest)."""
     from fpdf import FPDF
 
     verdict = str(results.get("verdict", "?"))
-    model = (results.get("model") or {}).get("spec", "?")
+    model = str((results.get("model") or {}).get("spec", "?"))
 
     class _Doc(FPDF):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            # Where the text of the current page starts (below the running header).
+            self.content_top = 0.0
+            # Per font: the code points it has glyphs for (see normalize_text).
+            self._drawable: dict[str, frozenset[int]] = {}
+            super().__init__(*args, **kwargs)
+
         def header(self) -> None:
-            if self.page_no() == 1:
-                return
-            self.set_font("Sans", "", 7)
-            self.set_text_color(*GREY)
-            self.cell(0, 4, f"Robustness audit of {model}: verdict {verdict.upper()}", align="L")
-            self.ln(6)
-            self.set_text_color(0, 0, 0)
+            if self.page_no() > 1:
+                self.set_font("Sans", "", 7)
+                self.set_text_color(*GREY)
+                tail = f": verdict {verdict.upper()}"
+                spec = model
+                # One line: a long spec is cut to the width (it is printed whole on the first pages).
+                while len(spec) > 8 and self.get_string_width(f"Robustness audit of {spec}{tail}") > self.epw:
+                    spec = _short(spec, max(8, len(spec) * 4 // 5))
+                self.cell(0, 4, f"Robustness audit of {spec}{tail}", align="L")
+                self.ln(6)
+                self.set_text_color(0, 0, 0)
+            self.content_top = self.get_y()
 
         def footer(self) -> None:
             self.set_y(-12)
@@ -67,30 +120,112 @@ def _make_doc(results: dict[str, Any]):
             self.cell(0, 4, f"page {self.page_no()}/{{nb}}", align="R")
             self.set_text_color(0, 0, 0)
 
+        def normalize_text(self, text: str) -> str:
+            # Every string fpdf2 draws or measures passes here: the one place to make any
+            # results string drawable (see _visible).
+            font = self.current_font
+            ttf = getattr(font, "ttfont", None)
+            if ttf is not None:
+                key = str(getattr(font, "fontkey", id(font)))
+                if key not in self._drawable:
+                    self._drawable[key] = frozenset(ttf.getBestCmap() or {})
+                text = _visible(text, self._drawable[key])
+            return super().normalize_text(text)
+
     doc = _Doc(format="A4", unit="mm")
-    fonts = _font_dir()
-    doc.add_font("Sans", "", str(fonts / "DejaVuSans.ttf"))
-    doc.add_font("Sans", "B", str(fonts / "DejaVuSans-Bold.ttf"))
-    doc.add_font("Sans", "I", str(fonts / "DejaVuSans-Oblique.ttf"))
-    doc.add_font("Mono", "", str(fonts / "DejaVuSansMono.ttf"))
+    if isinstance(getattr(fonts_of, "fonts", None), dict) and fonts_of.fonts:
+        doc.fonts.update(fonts_of.fonts)
+    else:
+        fonts = _font_dir()
+        doc.add_font("Sans", "", str(fonts / "DejaVuSans.ttf"))
+        doc.add_font("Sans", "B", str(fonts / "DejaVuSans-Bold.ttf"))
+        doc.add_font("Sans", "I", str(fonts / "DejaVuSans-Oblique.ttf"))
+        doc.add_font("Mono", "", str(fonts / "DejaVuSansMono.ttf"))
     doc.set_auto_page_break(True, margin=16)
     doc.set_margins(16, 14, 16)
-    doc.set_title(f"Robustness audit: {model}")
+    doc.set_title(_SURROGATE.sub("?", f"Robustness audit: {model}"))
     doc.set_author("robustness-audit")
     doc.set_creator(f"robustness-audit {results.get('tool_version', '')}")
     return doc
 
 
-class _Writer:
-    """Small layout helpers over an FPDF document."""
+Draw = Callable[["_Writer"], None]
 
-    def __init__(self, doc) -> None:
+
+class _Writer:
+    """Small layout helpers over an FPDF document.
+
+    Headings are not drawn at once: they wait for the block that follows them (a paragraph,
+    key-value list, table, image, check entry), and both are placed together, so a heading
+    never ends a page. A block is measured by drawing it on a scratch copy of the document
+    (same fonts, margins and widths; never written out): the heading goes to a new page
+    unless the block's first ``KEEP_WITH_HEADING`` mm fit below it, and a short block (a
+    table of up to ``SHORT_TABLE_ROWS`` rows, a key-value list, one check) moves to a new page
+    whole rather than split, when it fits on one.
+    """
+
+    KEEP_WITH_HEADING = 22.0  # mm: about four lines of text, or a table's header and three rows
+    SHORT_TABLE_ROWS = 10
+
+    def __init__(self, doc, scratch=None) -> None:
         self.doc = doc
+        self.scratch = scratch  # None: draw as asked (the scratch document's own writer)
+        self._headings: list[Draw] = []
+
+    # -- placement -----------------------------------------------------------------------
+
+    def _measure(self, draw: Draw) -> float:
+        """Height of ``draw`` on a fresh page of the scratch document; inf past one page."""
+        s = self.scratch
+        s.add_page()
+        page, y0 = s.page, s.get_y()
+        draw(_Writer(s))
+        return math.inf if s.page != page else s.get_y() - y0
+
+    def _page_height(self) -> float:
+        """Height for content on a page after the first (below the running header)."""
+        return self.scratch.page_break_trigger - self.scratch.content_top
+
+    def place(self, draw: Draw, *, whole: bool = False, height: float | None = None) -> None:
+        """Draw a block with the headings waiting for it (see the class docstring).
+
+        ``whole``: keep the block on one page when it fits on one; ``height``: its height when
+        known without drawing (an image).
+        """
+        headings, self._headings = self._headings, []
+        d = self.doc
+        if self.scratch is not None and (headings or whole):
+            head_h = self._measure(lambda w: [h(w) for h in headings]) if headings else 0.0
+            body_h = height if height is not None else self._measure(draw)
+            fits_a_page = head_h + body_h <= self._page_height()
+            need = head_h + (body_h if whole and fits_a_page else min(body_h, self.KEEP_WITH_HEADING))
+            at_top = d.get_y() <= d.content_top + 1e-6
+            # A hair of slack: the measured height and the real one differ only by float rounding.
+            if not at_top and d.get_y() + need > d.page_break_trigger - 1e-6:
+                d.add_page()
+        for h in headings:
+            h(self)
+        draw(self)
+
+    def flush(self) -> None:
+        """Draw headings still waiting (a section that ended right after its heading)."""
+        if self._headings:
+            self.place(lambda w: None)
+
+    # -- headings ------------------------------------------------------------------------
 
     def h1(self, text: str) -> None:
+        self._headings.append(lambda w: w._h1(text))
+
+    def h2(self, text: str) -> None:
+        self._headings.append(lambda w: w._h2(text))
+
+    def h3(self, text: str) -> None:
+        """A run-in label over a table (bold, body size)."""
+        self._headings.append(lambda w: w._h3(text))
+
+    def _h1(self, text: str) -> None:
         d = self.doc
-        if d.get_y() > d.h - 60:
-            d.add_page()
         d.ln(2)
         d.set_font("Sans", "B", 14)
         d.cell(0, 8, text, new_x="LMARGIN", new_y="NEXT")
@@ -98,15 +233,23 @@ class _Writer:
         d.line(d.l_margin, d.get_y(), d.w - d.r_margin, d.get_y())
         d.ln(2)
 
-    def h2(self, text: str) -> None:
+    def _h2(self, text: str) -> None:
         d = self.doc
-        if d.get_y() > d.h - 40:
-            d.add_page()
         d.ln(1)
         d.set_font("Sans", "B", 11)
         d.cell(0, 6, text, new_x="LMARGIN", new_y="NEXT")
 
+    def _h3(self, text: str) -> None:
+        self._p(text, 9, "B")
+
+    # -- blocks --------------------------------------------------------------------------
+
     def p(
+        self, text: str, size: float = 9.5, style: str = "", colour: tuple[int, int, int] | None = None
+    ) -> None:
+        self.place(lambda w: w._p(text, size, style, colour))
+
+    def _p(
         self, text: str, size: float = 9.5, style: str = "", colour: tuple[int, int, int] | None = None
     ) -> None:
         d = self.doc
@@ -118,6 +261,9 @@ class _Writer:
         d.ln(1)
 
     def kv(self, pairs: list[tuple[str, Any]], key_w: float = 48) -> None:
+        self.place(lambda w: w._kv(pairs, key_w), whole=True)
+
+    def _kv(self, pairs: list[tuple[str, Any]], key_w: float) -> None:
         d = self.doc
         for k, v in pairs:
             d.set_font("Sans", "B", 9)
@@ -137,6 +283,20 @@ class _Writer:
         colours: list[tuple[int, int, int] | None] | None = None,
         align: str = "LEFT",
     ) -> None:
+        self.place(
+            lambda w: w._table(header, rows, widths, size, colours, align),
+            whole=len(rows) <= self.SHORT_TABLE_ROWS,
+        )
+
+    def _table(
+        self,
+        header: list[str],
+        rows: list[list[str]],
+        widths: tuple[float, ...] | None,
+        size: float,
+        colours: list[tuple[int, int, int] | None] | None,
+        align: str,
+    ) -> None:
         from fpdf.fonts import FontFace
 
         d = self.doc
@@ -152,24 +312,25 @@ class _Writer:
         ) as t:
             hr = t.row()
             for h in header:
-                hr.cell(h)
+                hr.cell(_short(str(h), TABLE_CELL_CHARS))
             for i, r in enumerate(rows):
                 colour = colours[i] if colours else None
                 row = t.row()
                 for j, c in enumerate(r):
                     style = FontFace(color=colour, emphasis="BOLD") if colour and j == len(r) - 1 else None
-                    row.cell(c, style=style)
+                    row.cell(_short(str(c), TABLE_CELL_CHARS), style=style)
         d.ln(2)
 
     def image(self, png: bytes, width: float) -> None:
-        d = self.doc
         from PIL import Image
 
         with Image.open(io.BytesIO(png)) as im:
             w_px, h_px = im.size
         height = width * h_px / w_px
-        if d.get_y() + height > d.h - d.b_margin:
-            d.add_page()
+        self.place(lambda w: w._image(png, width), whole=True, height=height + 2)
+
+    def _image(self, png: bytes, width: float) -> None:
+        d = self.doc
         x = (d.w - width) / 2
         d.image(io.BytesIO(png), x=x, w=width)
         d.ln(2)
@@ -424,7 +585,7 @@ def _robust(w: _Writer, res: dict[str, Any]) -> None:
                     f"{c['n_queries']:,}" if "n_queries" in c else "",
                 ]
             )
-        w.p(f"eps {R.eps_str(r['eps'])}", 9, "B")
+        w.h3(f"eps {R.eps_str(r['eps'])}")
         w.table(
             [
                 "attack",
@@ -519,28 +680,31 @@ def _checks(w: _Writer, res: dict[str, Any]) -> None:
             "B",
             VERDICT_COLOUR["fail"],
         )
-    d = w.doc
     for c in checks:
-        status = str(c.get("status", "?"))
-        if d.get_y() > d.h - 40:
-            d.add_page()
-        d.set_font("Sans", "B", 9.5)
-        d.set_text_color(*STATUS_COLOUR.get(status, (0, 0, 0)))
-        d.cell(22, 5.5, R.STATUS_LABEL.get(status, status.upper()))
-        d.set_text_color(0, 0, 0)
-        d.multi_cell(0, 5.5, c.get("title") or c.get("name", "?"), align="L", new_x="LMARGIN", new_y="NEXT")
-        d.set_x(d.l_margin + 22)
-        d.set_font("Sans", "", 8.5)
-        body = str(c.get("detail") or "")
-        why = R.CHECK_EXPLANATIONS.get(c.get("name", ""))
-        if why:
-            body += f"\nWhy it matters: {why}"
-        if c.get("waiver"):
-            body += f"\nWaived by the user, reason: {c['waiver']}"
-        d.multi_cell(
-            0, 4.3, body + f"\n(check id: {c.get('name', '?')})", align="L", new_x="LMARGIN", new_y="NEXT"
-        )
-        d.ln(1.5)
+        # One check's status, title and explanation stay on one page.
+        w.place(lambda w, c=c: _check_entry(w, c), whole=True)
+
+
+def _check_entry(w: _Writer, c: dict[str, Any]) -> None:
+    d = w.doc
+    status = str(c.get("status", "?"))
+    d.set_font("Sans", "B", 9.5)
+    d.set_text_color(*STATUS_COLOUR.get(status, (0, 0, 0)))
+    d.cell(22, 5.5, R.STATUS_LABEL.get(status, status.upper()))
+    d.set_text_color(0, 0, 0)
+    d.multi_cell(0, 5.5, str(c.get("title") or c.get("name", "?")), align="L", new_x="LMARGIN", new_y="NEXT")
+    d.set_x(d.l_margin + 22)
+    d.set_font("Sans", "", 8.5)
+    body = str(c.get("detail") or "")
+    why = R.CHECK_EXPLANATIONS.get(c.get("name", ""))
+    if why:
+        body += f"\nWhy it matters: {why}"
+    if c.get("waiver"):
+        body += f"\nWaived by the user, reason: {c['waiver']}"
+    d.multi_cell(
+        0, 4.3, body + f"\n(check id: {c.get('name', '?')})", align="L", new_x="LMARGIN", new_y="NEXT"
+    )
+    d.ln(1.5)
 
 
 def _mark_status(s: dict[str, Any]) -> str:
@@ -628,17 +792,21 @@ def _appendix(w: _Writer, res: dict[str, Any]) -> None:
         text = yaml.safe_dump(res.get("config") or {}, sort_keys=False, width=100)
     except Exception:  # a config yaml cannot represent still prints, as JSON
         text = json.dumps(res.get("config") or {}, indent=2)
+    w.place(lambda w: _mono(w, text.rstrip()))
+
+
+def _mono(w: _Writer, text: str) -> None:
     d = w.doc
     d.set_font("Mono", "", 7)
     d.set_fill_color(246, 246, 246)
-    d.multi_cell(0, 3.4, text.rstrip(), fill=True, new_x="LMARGIN", new_y="NEXT")
+    d.multi_cell(0, 3.4, text, fill=True, new_x="LMARGIN", new_y="NEXT")
 
 
 def render_pdf_bytes(results: dict[str, Any], source: Path | None = None) -> bytes:
     """The report as PDF bytes. ``source`` is the folder holding results.json and its companions."""
     R.check_schema(results)
     doc = _make_doc(results)
-    w = _Writer(doc)
+    w = _Writer(doc, scratch=_make_doc(results, fonts_of=doc))
     doc.add_page()
     _verdict_page(w, results)
     doc.add_page()
@@ -652,6 +820,7 @@ def render_pdf_bytes(results: dict[str, Any], source: Path | None = None) -> byt
     _checks(w, results)
     _watermark(w, results)
     _appendix(w, results)
+    w.flush()
     return bytes(doc.output())
 
 

@@ -42,12 +42,15 @@ from robustness.config import (
     AuditConfig,
     apply_overrides,
     check_config,
+    check_inputs,
     default_large_eps,
     load_config,
 )
+from robustness.data import check_labels_fit_model
 from robustness.distributed import DistContext, current
-from robustness.errors import DataError
 from robustness.progress import Progress, choose_mode
+from robustness.runlock import RunLock
+from robustness.threads import apply_threads, batch_pass_probe
 
 # Budgets of the attacks the checks add (per sample).
 CHECK_SQUARE = {"n_queries": 1000}
@@ -197,7 +200,7 @@ class AuditRunner:
             n_examples=d.n_examples,
             seed=self.cfg.data_seed,
             bounds=mut.bounds,
-            num_classes=mut.num_classes,
+            model_outputs=mut.num_classes,
         )
 
     def _fingerprint_parts(self, attacks: list[AttackSpec], mut: Any, data: Any) -> dict[str, Any]:
@@ -220,20 +223,40 @@ class AuditRunner:
             "data": data.sha256(),
         }
 
+    def _set_threads(self, mut: Any, data: Any) -> None:
+        """The CPU thread count (config ``threads``); under torchrun ``auto`` keeps each rank's share."""
+        setting = self.cfg.threads
+        if setting == "auto" and (self.dist.world_size > 1 or mut.device.type != "cpu"):
+            return
+        apply_threads(setting, batch_pass_probe(mut, data.x, self.cfg.data.batch_size))
+
     # -- the run ---------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
+        """Run the audit holding the output folder's lock, released on every exit path.
+
+        The lock is taken before anything in the folder changes (``--restart`` deletes the
+        checkpoint): a second audit there stops, naming the live one. Under torchrun rank 0
+        holds it for all ranks, and its refusal is raised on every rank.
+        """
+        lock = RunLock(self.cfg.output.dir, command=self.command_line, restart=self.restart, quiet=self.quiet)
+        self.dist.main_only(lock.acquire)
+        try:
+            return self._run()
+        finally:
+            lock.release()  # a no-op on the ranks that do not hold it
+
+    def _run(self) -> dict[str, Any]:
         t_start = time.perf_counter()
         cfg = self.cfg
         attacks = check_config(cfg)
+        # The same start-up checks as 'robustness validate', before any model loads or trains.
+        check_inputs(cfg, model=self._model_obj is None, data=self._data_obj is None)
         mut = self._load_model()
         data = self._load_data(mut)
         mut.validate(data.x)
-        if int(data.y.max()) >= int(mut.num_classes):
-            raise DataError(
-                f"labels go up to {int(data.y.max())} but the model has {mut.num_classes} outputs",
-                field="data.y",
-                fix="Give labels 0..num_classes-1 matching the model's outputs.",
-            )
+        # A model with too few outputs for the labels is the model's problem (ModelError).
+        check_labels_fit_model(int(data.y.max()), int(mut.num_classes))
+        self._set_threads(mut, data)
         self.mut, self.data = mut, data
         self.x = data.x.detach().cpu().float()
         self.y = data.y.detach().cpu().long()
@@ -256,7 +279,7 @@ class AuditRunner:
 
         def clean_predictions() -> torch.Tensor:
             rec = self.ckpt.load_json("clean")
-            if rec is not None and len(rec.get("pred", [])) == self.N:
+            if isinstance(rec, dict) and isinstance(rec.get("pred"), list) and len(rec["pred"]) == self.N:
                 return torch.tensor(rec["pred"], dtype=torch.long)
             pred = mut.predict(self.x, self.bs).cpu()
             self.ckpt.save_json("clean", {"pred": pred.tolist()})
@@ -384,7 +407,17 @@ class AuditRunner:
         wm = dist.main_only(lambda: self._watermark(mut, data))
         from robustness.gates import evaluate_gates, verdict
 
-        gates = evaluate_gates(cfg, clean, entries, data.sha256(), watermark=wm)
+        attack_records = [
+            {
+                "name": label,
+                "attack": spec.name,
+                "params": _jsonable(self._instance(spec).params),
+                "kind": self._instance(spec).kind,
+            }
+            for spec, label in zip(attacks, labels)
+        ]
+        # The baseline's budget is compared with what really ran (EOT may have wrapped attacks).
+        gates = evaluate_gates(cfg, clean, entries, data.sha256(), watermark=wm, attacks=attack_records)
         v, reason = verdict(checks_list, gates)
         total_s = time.perf_counter() - t_start
 
@@ -427,15 +460,7 @@ class AuditRunner:
             },
             "threat": {"norm": self.norm, "eps": eps_grid, "bounds": list(mut.bounds)},
             "clean": clean,
-            "attacks": [
-                {
-                    "name": label,
-                    "attack": spec.name,
-                    "params": _jsonable(self._instance(spec).params),
-                    "kind": self._instance(spec).kind,
-                }
-                for spec, label in zip(attacks, labels)
-            ],
+            "attacks": attack_records,
             "robust": entries,
             "sanity_checks": checks_list,
             "gates": gates,
@@ -522,7 +547,7 @@ class AuditRunner:
         for b, bidx in enumerate(batches):
             if not self.dist.owns(b):
                 continue  # another rank's batch
-            rec = self.ckpt.load_batch(j, key, b)
+            rec = self.ckpt.load_batch(j, key, b, sample_shape=tuple(self.x.shape[1:]))
             if rec is not None and not np.array_equal(rec["idx"], bidx.numpy()):
                 rec = None  # out of step with this run (cannot happen with a deterministic model): redo
             if rec is None:

@@ -22,11 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from robustness.errors import UsageError
+from robustness.errors import CheckpointError, UsageError
 from robustness.io import atomic_write_bytes, atomic_write_json
 
 FOLDER = ".checkpoint"
 FORMAT_VERSION = 1
+# The arrays of one attack batch (see ``AuditRunner._attack_batch``); n = samples in the batch.
+BATCH_ARRAYS = ("idx", "success", "adv_pred", "pnorm", "x_adv", "cost", "time_s")
 
 
 def stable_hash(obj: Any) -> str:
@@ -57,7 +59,8 @@ class Checkpoint:
         """Prepare the folder; returns 'new', 'resumed' or 'restarted'.
 
         Raises :class:`UsageError` (exit 2) when an unfinished checkpoint belongs to a
-        different run, unless ``restart`` is set.
+        different run, unless ``restart`` is set. ``restart`` deletes: the caller holds the
+        output folder's lock (:mod:`robustness.runlock`), so no live run's folder is touched.
         """
         state = "new"
         meta_path = self.folder / "fingerprint.json"
@@ -115,7 +118,16 @@ class Checkpoint:
     def batch_path(self, eps_index: int, stage: str, batch: int) -> Path:
         return self.folder / f"e{eps_index:02d}-{self._safe(stage)}-b{batch:05d}.npz"
 
-    def load_batch(self, eps_index: int, stage: str, batch: int) -> dict[str, np.ndarray] | None:
+    def load_batch(
+        self, eps_index: int, stage: str, batch: int, *, sample_shape: tuple[int, ...] | None = None
+    ) -> dict[str, np.ndarray] | None:
+        """A finished batch's arrays, or None if it is not there (or torn: it is then redone).
+
+        A readable file that does not hold the arrays an attack batch has (``BATCH_ARRAYS``,
+        shapes agreeing with each other and with ``sample_shape``) raises
+        :class:`CheckpointError`: it was not written by this audit, and guessing could give
+        wrong numbers.
+        """
         path = self.batch_path(eps_index, stage, batch)
         if not path.exists():
             return None
@@ -124,6 +136,14 @@ class Checkpoint:
                 rec = {k: f[k] for k in f.files}
         except Exception:  # noqa: BLE001 - a torn or corrupt file is redone, never trusted
             return None
+        problem = batch_problem(rec, sample_shape)
+        if problem:
+            raise CheckpointError(
+                f"this checkpoint batch file does not hold what the audit wrote: {problem}",
+                field=str(path),
+                fix=f"Rerun the same command with --restart to discard the unfinished audit in "
+                f"{self.outdir} and run it afresh (or choose another output folder with -o).",
+            )
         self.n_loaded += 1
         return rec
 
@@ -144,3 +164,42 @@ class Checkpoint:
 
     def save_json(self, name: str, obj: Any) -> None:
         atomic_write_json(self.folder / f"{self._safe(name)}.json", obj)
+
+
+def batch_problem(rec: dict[str, np.ndarray], sample_shape: tuple[int, ...] | None = None) -> str | None:
+    """What is wrong with an attack batch record (None if nothing)."""
+    missing = [k for k in BATCH_ARRAYS if k not in rec]
+    extra = sorted(set(rec) - set(BATCH_ARRAYS))
+    if missing or extra:
+        return "; ".join(
+            part
+            for part in (
+                f"missing {', '.join(missing)}" if missing else "",
+                f"unexpected {', '.join(extra)}" if extra else "",
+            )
+            if part
+        )
+    idx, success = rec["idx"], rec["success"]
+    if idx.ndim != 1 or idx.dtype.kind not in "iu":
+        return f"idx must be a list of sample indices, got {idx.dtype} of shape {idx.shape}"
+    n = idx.shape[0]
+    for key, kinds in (("success", "b"), ("adv_pred", "iu"), ("pnorm", "f")):
+        a = rec[key]
+        if a.shape != (n,) or a.dtype.kind not in kinds:
+            return f"{key} has {a.dtype} of shape {a.shape}, expected one value per sample ({n})"
+    x_adv = rec["x_adv"]
+    n_broken = int(success.sum())
+    want = (n_broken, *sample_shape) if sample_shape is not None else None
+    if (
+        x_adv.dtype.kind != "f"
+        or x_adv.ndim < 1
+        or x_adv.shape[0] != n_broken
+        or (want and x_adv.shape != want)
+    ):
+        shape = want if want else f"({n_broken}, ...)"
+        return f"x_adv has {x_adv.dtype} of shape {x_adv.shape}, expected {shape} (one per success)"
+    if rec["cost"].shape != (3,) or rec["cost"].dtype.kind not in "iu":
+        return f"cost has {rec['cost'].dtype} of shape {rec['cost'].shape}, expected 3 integers"
+    if rec["time_s"].shape != () or rec["time_s"].dtype.kind != "f":
+        return f"time_s has {rec['time_s'].dtype} of shape {rec['time_s'].shape}, expected one number"
+    return None

@@ -10,6 +10,11 @@ threat model are compared sample by sample on the ids both evaluated, from the
 - a **regression** is a drop of the paired accuracy larger than ``max_drop`` whose p-value
   is below ``alpha`` (and that goes in the bad direction).
 
+Both audits must have run the same attack budget for a drop to mean anything: a ``quick``
+audit breaks fewer samples than a ``standard`` one. The attacks recorded in each results.json
+(preset, names, resolved parameters) are compared; a difference is a warning, or with
+``strict_budget`` (``--strict-budget``) a refusal. The baseline gate uses the same comparison.
+
 Exit codes of ``robustness compare``: 0 no regression, 1 a regression, 2 bad input.
 """
 
@@ -24,6 +29,12 @@ from typing import Any
 from robustness.errors import DataError, UsageError
 
 EPS_TOL = 1e-9
+# At most this many differences are spelled out in one warning; the rest are counted.
+MAX_BUDGET_LINES = 6
+
+
+class BudgetWarning(UserWarning):
+    """An audit's baseline ran a different attack budget (the ``max_drop`` gate warns with it)."""
 
 
 def mcnemar_exact(lost: int, gained: int) -> float:
@@ -78,6 +89,8 @@ class Comparison:
     n_shared: int
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # How the two audits' attack budgets differ (empty: the same attacks and parameters).
+    budget_differences: list[str] = field(default_factory=list)
 
     @property
     def regressed(self) -> bool:
@@ -112,6 +125,8 @@ class Comparison:
                 f"{100 * r.delta:>+8.1f}p{r.lost:>6}{r.gained:>8}{_p(r.p_value):>13}{flag}"
             )
         lines.append("")
+        if self.budget_differences:
+            lines.append(f"warning: {budget_warning(self.budget_differences)}")
         lines += [f"note: {n}" for n in self.notes]
         rule = f"alpha {self.alpha:g}, max drop {100 * self.max_drop:g} points"
         if self.regressed:
@@ -148,6 +163,9 @@ def _load(path: str | Path, role: str) -> tuple[dict[str, Any], dict[str, dict[s
             field=role,
             fix="Give the results.json written by 'robustness audit'.",
         )
+    from reports.results import validate_results
+
+    validate_results(res, f"{role} {p}")
     name = (res.get("files") or {}).get("samples") or "samples.jsonl"
     sp = p.parent / name
     if not sp.is_file():
@@ -181,6 +199,82 @@ def _load(path: str | Path, role: str) -> tuple[dict[str, Any], dict[str, dict[s
     return res, samples, p
 
 
+# -- attack budgets ----------------------------------------------------------------------------
+
+
+def budget_of(attacks: list[dict[str, Any]] | None, preset: Any = None) -> dict[str, Any] | None:
+    """An audit's attack budget: {"preset", "attacks": {key: params}}; None when unrecorded.
+
+    ``attacks`` are results.json's entries ({"attack" or "name", "params"}). Keys are attack
+    names, numbered from the second run of one attack (``pgd #2``), so two lists of the same
+    attacks line up whatever labels the runner gave them. Parameters go through JSON so tuples
+    and lists, or values the runner stored as text, compare equal.
+    """
+    if not isinstance(attacks, list):
+        return None
+    out: dict[str, Any] = {}
+    seen: dict[str, int] = {}
+    for a in attacks:
+        if not isinstance(a, dict):
+            return None
+        name = str(a.get("attack") or a.get("name") or "?")
+        seen[name] = seen.get(name, 0) + 1
+        key = name if seen[name] == 1 else f"{name} #{seen[name]}"
+        out[key] = json.loads(json.dumps(a.get("params") or {}, sort_keys=True, default=str))
+    return {"preset": preset if isinstance(preset, str) else None, "attacks": out}
+
+
+def results_budget(res: dict[str, Any]) -> dict[str, Any] | None:
+    """The attack budget recorded in a results dict (its ``attacks`` and the config's preset)."""
+    return budget_of(res.get("attacks"), (res.get("config") or {}).get("attacks"))
+
+
+def budget_differences(
+    base: dict[str, Any] | None, new: dict[str, Any] | None, names: tuple[str, str] = ("BASE", "NEW")
+) -> list[str] | None:
+    """How two budgets differ, one phrase each: empty when they are the same, None when either
+    is unrecorded (nothing shows whether they are the same)."""
+    if base is None or new is None:
+        return None
+    b_name, n_name = names
+    out: list[str] = []
+    if base["preset"] and new["preset"] and base["preset"] != new["preset"]:
+        out.append(f"{b_name} ran the {base['preset']!r} preset, {n_name} the {new['preset']!r} preset")
+    b_att, n_att = base["attacks"], new["attacks"]
+    for key in dict.fromkeys([*b_att, *n_att]):
+        if key not in n_att:
+            out.append(f"{key} ran only in {b_name}")
+        elif key not in b_att:
+            out.append(f"{key} ran only in {n_name}")
+        else:
+            bp, np_ = b_att[key], n_att[key]
+            changed = [
+                f"{k} {bp.get(k)!r} vs {np_.get(k)!r}"
+                for k in dict.fromkeys([*bp, *np_])
+                if bp.get(k) != np_.get(k)
+            ]
+            if changed:
+                out.append(f"{key} {', '.join(changed)} ({b_name} vs {n_name})")
+    return out
+
+
+def unknown_budget(base: dict[str, Any] | None, new: dict[str, Any] | None, names: tuple[str, str]) -> str:
+    """The sentence for budgets that cannot be compared because a results file lists no attacks."""
+    missing = " and ".join(n for n, b in zip(names, (base, new)) if b is None)
+    return f"the attack budgets cannot be compared: {missing} list{'s' if ' and ' not in missing else ''} no attacks"
+
+
+def budget_warning(differences: list[str]) -> str:
+    """One sentence for a warning or an error: the audits ran different attack budgets."""
+    shown = differences[:MAX_BUDGET_LINES]
+    more = len(differences) - len(shown)
+    tail = f"; and {more} more" if more > 0 else ""
+    return (
+        f"the audits ran different attack budgets ({'; '.join(shown)}{tail}), so accuracy differences "
+        "may come from the attacks, not the models"
+    )
+
+
 def _threat(res: dict[str, Any]) -> tuple[str, list[float], Any]:
     t = res.get("threat") or {}
     norm = t.get("norm") or (res.get("robust") or [{}])[0].get("norm")
@@ -206,8 +300,20 @@ def _paired(base_ok: list[bool], new_ok: list[bool]) -> tuple[int, int, float, f
     return lost, gained, sum(base_ok) / m, sum(new_ok) / m
 
 
-def compare(base: str | Path, new: str | Path, *, max_drop: float = 0.0, alpha: float = 0.05) -> Comparison:
-    """Compare two audits (their results.json paths or output folders)."""
+def compare(
+    base: str | Path,
+    new: str | Path,
+    *,
+    max_drop: float = 0.0,
+    alpha: float = 0.05,
+    strict_budget: bool = False,
+) -> Comparison:
+    """Compare two audits (their results.json paths or output folders).
+
+    Different attack budgets are a warning (``Comparison.budget_differences``, a "warning:"
+    line in :meth:`Comparison.format`); with ``strict_budget`` they are a :class:`UsageError`.
+    Impossible numbers in either results file are a ``reports.results.ResultsError``.
+    """
     if not (0.0 <= float(max_drop) < 1.0):
         raise UsageError(
             f"max_drop must be in [0, 1) (a fraction of accuracy), got {max_drop}",
@@ -236,6 +342,15 @@ def compare(base: str | Path, new: str | Path, *, max_drop: float = 0.0, alpha: 
             field="NEW",
             fix="Compare audits run with the same eps grid.",
         )
+    b_budget, n_budget = results_budget(b_res), results_budget(n_res)
+    budget = budget_differences(b_budget, n_budget)
+    if strict_budget and budget != []:
+        raise UsageError(
+            budget_warning(budget) if budget else unknown_budget(b_budget, n_budget, ("BASE", "NEW")),
+            field="--strict-budget",
+            fix="Compare audits run with the same attacks and parameters (the same preset), "
+            "or leave out --strict-budget to compare them with a warning.",
+        )
     shared = [i for i in b_samples if i in n_samples]
     if not shared:
         raise UsageError(
@@ -260,7 +375,10 @@ def compare(base: str | Path, new: str | Path, *, max_drop: float = 0.0, alpha: 
         n_base=len(b_samples),
         n_new=len(n_samples),
         n_shared=len(shared),
+        budget_differences=budget or [],
     )
+    if budget is None:
+        cmp.notes.append(unknown_budget(b_budget, n_budget, ("BASE", "NEW")))
     b_data, n_data = (b_res.get("data") or {}).get("spec"), (n_res.get("data") or {}).get("spec")
     if b_data != n_data:
         cmp.notes.append(f"data specs differ (BASE {b_data}, NEW {n_data}); samples are paired by id")

@@ -28,18 +28,37 @@ With fewer than 10 classes the attacks cap the target classes at num_classes - 1
 from __future__ import annotations
 
 import difflib
+import functools
 import math
+import numbers
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    field_validator,
+)
 
 from robustness.errors import ConfigError
 from robustness.watermark import WatermarkConfig
 
 FORMATS = ("json", "pdf", "junit", "md")
 PRESETS = ("quick", "standard", "thorough")
+
+# An audit config is a few KB; anything near this is the wrong file (or an attack on the parser).
+MAX_CONFIG_BYTES = 1_000_000
+# Deeper nesting than any real config; bounds the recursion of the YAML composer and TOML parser.
+MAX_CONFIG_DEPTH = 64
+# Seeds are 32-bit: attack batch seeds are derived by multiplying the seed (attacks.base.batch_seed)
+# and must stay inside the 64-bit range torch generators take, for any eps and batch index.
+SEED_MAX = 2**32 - 1
 
 # name, params; in run order. Exact budgets are documented in the module docstring and the README.
 PRESET_ATTACKS: dict[str, list[dict[str, Any]]] = {
@@ -78,10 +97,29 @@ CHECKS: dict[str, str] = {
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # inf/nan are never meaningful in a config (bounds, mean, std, thresholds, eps): refused by the schema.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+def seed_problem(value: Any) -> str | None:
+    """Why ``value`` is not a usable seed (an integer in [0, SEED_MAX]), or None if it is."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 <= value <= SEED_MAX:
+        return f"a seed must be an integer from 0 to {SEED_MAX}"
+    return None
+
+
+def _seed(value: Any) -> Any:
+    problem = seed_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return int(value)
+
+
+# The bounds in Field() are for the JSON schema; _seed words the error.
+Seed = Annotated[int, Field(ge=0, le=SEED_MAX), BeforeValidator(_seed)]
 
 
 class ModelSection(_Section):
@@ -90,7 +128,9 @@ class ModelSection(_Section):
     spec: str = Field(description="zoo:NAME, file.pt2, file.pt/.ts, package.module:callable or a folder")
     weights: str | None = Field(None, description="weights for a factory spec (.safetensors or .pt)")
     trust_model: bool = Field(
-        False, description="allow unpickling a whole pickled module (trusted files only)"
+        False,
+        description="run code the model names or carries: a pickled module, a torch.export file with "
+        "pickled entries, a model folder naming a non-built-in factory (trusted sources only)",
     )
     bounds: tuple[float, float] | None = Field(None, description="input bounds [low, high] (default [0, 1])")
     mean: list[float] | None = Field(None, description="per-channel mean applied inside the model")
@@ -108,7 +148,7 @@ class DataSection(_Section):
 
     spec: str = Field(description="builtin:digits, file.npz (x, y), or package.module:callable")
     n_examples: Annotated[int, Field(gt=0)] | None = Field(None, description="a reproducible subset of N")
-    seed: int | None = Field(None, description="seed of the subset (default: the top-level seed)")
+    seed: Seed | None = Field(None, description="seed of the subset (default: the top-level seed)")
     batch_size: Annotated[int, Field(gt=0)] = Field(256, description="samples per attack call and checkpoint")
 
 
@@ -126,9 +166,15 @@ class ThreatSection(_Section):
     @field_validator("eps")
     @classmethod
     def _sorted(cls, v: list[float]) -> list[float]:
+        from robustness.threat import ThreatModelError, refuse_duplicate_eps
+
         if not v:
             raise ValueError("give at least one eps")
-        return sorted(set(float(e) for e in v))
+        try:
+            refuse_duplicate_eps(v)
+        except ThreatModelError as exc:
+            raise ValueError(f"{exc.message}; give each eps once") from None
+        return sorted(float(e) for e in v)
 
 
 class AttackSpec(_Section):
@@ -182,11 +228,22 @@ class GatesSection(_Section):
         description="largest allowed drop of robust accuracy vs the baseline (one value or eps -> value)",
     )
     baseline: str | None = Field(None, description="a previous results.json for max_drop")
+    strict_budget: bool = Field(
+        False,
+        description="refuse a baseline audited at another attack budget (by default: a warning and a note)",
+    )
 
 
 class OutputSection(_Section):
     dir: str = "runs/audit"
     formats: list[Literal["json", "pdf", "junit", "md"]] = Field(default_factory=lambda: list(FORMATS))
+
+    @field_validator("dir")
+    @classmethod
+    def _a_folder(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("the output folder is empty; name a folder, e.g. runs/audit")
+        return v
 
 
 class AuditConfig(_Section):
@@ -199,7 +256,12 @@ class AuditConfig(_Section):
     sanity_checks: SanityChecksSection = Field(default_factory=SanityChecksSection)
     gates: GatesSection = Field(default_factory=GatesSection)
     output: OutputSection = Field(default_factory=OutputSection)
-    seed: int = Field(0, description="seed of the attacks (and of the data subset unless data.seed is set)")
+    seed: Seed = Field(0, description="seed of the attacks (and of the data subset unless data.seed is set)")
+    threads: Literal["auto"] | Annotated[StrictInt, Field(ge=1, le=1024)] = Field(
+        "auto",
+        description="CPU threads for the model (auto: 1 for a model whose batch pass is tiny, else the free "
+        "cores; more threads than that only spin against other jobs on a shared runner)",
+    )
     watermark: WatermarkConfig | None = Field(
         None, description="verify a trigger-set watermark and test whether it survives removal attacks"
     )
@@ -248,6 +310,12 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields)
 
 
+def _short(value: Any, limit: int = 120) -> str:
+    """``repr(value)``, cut to ``limit`` characters: an error quotes the bad value, never pages of it."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 20]}... ({len(text)} characters)"
+
+
 def _explain(exc: ValidationError) -> ConfigError:
     merged: dict[str, list[str]] = {}
     errors = exc.errors()
@@ -260,7 +328,7 @@ def _explain(exc: ValidationError) -> ConfigError:
         if path == "attacks" and err["type"] in _TYPE_ERRORS:
             msg = (
                 f"expected a preset ({', '.join(repr(p) for p in PRESETS)}) or a list of "
-                f"{{name, params}} (got {err.get('input')!r})"
+                f"{{name, params}} (got {_short(err.get('input'))})"
             )
         elif err["type"] == "extra_forbidden":
             allowed = _allowed_keys(loc)
@@ -272,7 +340,7 @@ def _explain(exc: ValidationError) -> ConfigError:
         else:
             msg = err["msg"].removeprefix("Value error, ")
             if "input" in err and err["type"] not in ("model_type",):
-                msg += f" (got {err['input']!r})"
+                msg += f" (got {_short(err['input'])})"
         merged.setdefault(path, [])
         if msg not in merged[path]:
             merged[path].append(msg)
@@ -287,27 +355,16 @@ def _explain(exc: ValidationError) -> ConfigError:
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """Parse a YAML (.yaml/.yml) or TOML (.toml) file into a dict."""
+    """Parse a YAML (.yaml/.yml) or TOML (.toml) file into a dict.
+
+    Every problem with the file is a :class:`ConfigError` naming it: missing, a folder, larger
+    than :data:`MAX_CONFIG_BYTES`, not UTF-8, bad syntax, a key given twice (YAML would keep the
+    last one silently), YAML anchors and aliases (refused: an alias bomb of a few hundred bytes
+    expands to billions of nodes), or nesting deeper than :data:`MAX_CONFIG_DEPTH`.
+    """
     p = Path(path)
-    if not p.exists():
-        raise ConfigError(f"config file not found: {p}", field="CONFIG", fix="Check the path.")
-    text = p.read_text(encoding="utf-8")
-    if p.suffix == ".toml":
-        import tomllib
-
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{p} is not valid TOML: {exc}", field="CONFIG", fix="Fix the syntax.") from exc
-    else:
-        import yaml
-
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(
-                f"{p} is not valid YAML: {exc}".replace("\n", " "), field="CONFIG", fix="Fix the syntax."
-            ) from exc
+    text = _read_text(p)
+    data = _parse_toml(text, p) if p.suffix == ".toml" else _parse_yaml(text, p)
     if not isinstance(data, dict):
         raise ConfigError(
             f"{p} holds {type(data).__name__}, not a mapping of sections",
@@ -315,6 +372,171 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             fix="Start from examples/digits-audit.yaml.",
         )
     return data
+
+
+def _read_text(p: Path) -> str:
+    if not p.exists():
+        raise ConfigError(f"config file not found: {p}", field="CONFIG", fix="Check the path.")
+    if p.is_dir():
+        raise ConfigError(
+            f"{p} is a folder, not a config file",
+            field="CONFIG",
+            fix="Give the path of a .yaml/.yml or .toml file, e.g. examples/digits-audit.yaml.",
+        )
+    try:
+        with p.open("rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)  # never more: the file may be huge or endless
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read {p}: {exc.strerror or exc}",
+            field="CONFIG",
+            fix="Check the path and its permissions.",
+        ) from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{p} is larger than {MAX_CONFIG_BYTES // 1_000_000} MB; an audit config is a few KB",
+            field="CONFIG",
+            fix="Check that CONFIG names the audit config, not a data, model or results file.",
+        )
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{p} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at line {line})",
+            field="CONFIG",
+            fix="Save the config as UTF-8; check that CONFIG names the config, not a binary file.",
+        ) from None
+
+
+def _parse_toml(text: str, p: Path) -> Any:
+    import tomllib
+
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib's message names the line ("Cannot declare ('gates',) twice (at line 7, column 7)").
+        repeated = "twice" in str(exc) or "overwrite" in str(exc)
+        raise ConfigError(
+            f"{p} is not valid TOML: {exc}",
+            field="CONFIG",
+            fix="Give each key and table once." if repeated else "Fix the syntax.",
+        ) from None
+    except RecursionError:
+        raise ConfigError(
+            f"{p} is nested too deeply", field="CONFIG", fix="An audit config needs a few levels at most."
+        ) from None
+
+
+def _parse_yaml(text: str, p: Path) -> Any:
+    import yaml
+
+    loader = _config_loader()(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _refuse_repeated_keys(loader, node)
+        return loader.construct_document(node)
+    except _Refused as exc:
+        raise ConfigError(f"{p}: {exc.message}", field=exc.field, fix=exc.fix) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(
+            f"{p} is not valid YAML: {exc}".replace("\n", " "), field="CONFIG", fix="Fix the syntax."
+        ) from None
+    finally:
+        loader.dispose()
+
+
+class _Refused(Exception):
+    """A YAML construct refused in configs (raised inside the loader, reported as a ConfigError)."""
+
+    def __init__(self, message: str, field: str, fix: str) -> None:
+        super().__init__(message)
+        self.message, self.field, self.fix = message, field, fix
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+@functools.cache
+def _config_loader() -> Any:
+    """yaml.SafeLoader refusing anchors, aliases and deep nesting while it composes (built once)."""
+    import yaml
+
+    class ConfigLoader(yaml.SafeLoader):
+        depth = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            event = self.peek_event()
+            # Refused before anything is expanded: no alias is ever resolved, so memory stays
+            # proportional to the file, and the error quotes only the name.
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                sign = "*" if isinstance(event, yaml.AliasEvent) else "&"
+                raise _Refused(
+                    f"YAML anchors and aliases are not allowed in an audit config "
+                    f"({sign}{event.anchor[:40]} at line {event.start_mark.line + 1})",
+                    field="CONFIG",
+                    fix="Write the values out in full.",
+                )
+            self.depth += 1
+            try:
+                if self.depth > MAX_CONFIG_DEPTH:
+                    raise _Refused(
+                        f"nested more than {MAX_CONFIG_DEPTH} levels deep (line {event.start_mark.line + 1})",
+                        field="CONFIG",
+                        fix="An audit config needs a few levels at most.",
+                    )
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+    return ConfigLoader
+
+
+def _refuse_repeated_keys(loader: Any, node: Any, where: tuple[str, ...] = ()) -> None:
+    """Raise :class:`_Refused` naming a key given twice in one mapping, with both lines."""
+    import yaml
+
+    if isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _refuse_repeated_keys(loader, item, (*where, str(i)))
+        return
+    if not isinstance(node, yaml.MappingNode):
+        return
+    seen: dict[Any, tuple[str, int]] = {}
+    for key_node, value_node in node.value:
+        text = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
+        line = key_node.start_mark.line + 1
+        key = _key_of(loader, key_node)
+        if key is not None:
+            if key in seen:
+                first_text, first_line = seen[key]
+                spelled = f" (spelt {_short(first_text, 40)} there)" if first_text != text else ""
+                raise _Refused(
+                    f"key {_short(text, 60)} is given twice: at line {first_line}{spelled} and at line "
+                    f"{line}; YAML would silently keep only the second",
+                    field=".".join((*where, text)),
+                    fix="Keep one of them (merge their contents if both hold settings).",
+                )
+            seen[key] = (text, line)
+        _refuse_repeated_keys(loader, value_node, (*where, text))
+
+
+def _key_of(loader: Any, key_node: Any) -> Any:
+    """The key as the loader will build it (``0.1`` and ``0.10`` are one key), or None if not a scalar."""
+    import yaml
+
+    if not isinstance(key_node, yaml.ScalarNode):
+        return None  # a complex key: the constructor reports it
+    if key_node.tag == _MERGE_TAG:
+        return ("<<",)
+    key = loader.construct_object(key_node)
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
 
 
 def parse_config(data: dict[str, Any] | AuditConfig) -> AuditConfig:
@@ -358,8 +580,8 @@ def apply_overrides(cfg: AuditConfig, **overrides: Any) -> AuditConfig:
             data[section][field] = str(value) if key == "output_dir" else value
         elif key in ("preset", "attacks"):
             data["attacks"] = value
-        elif key == "seed":
-            data["seed"] = value
+        elif key in ("seed", "threads"):
+            data[key] = value
         else:
             raise ConfigError(
                 f"unknown override {key!r}", field=key, fix=f"Use one of: {', '.join(mapping)}."
@@ -403,8 +625,10 @@ def find_eps(value: float, grid: list[float]) -> float | None:
 def check_config(cfg: AuditConfig) -> list[AttackSpec]:
     """Checks that need more than the schema. Returns the resolved attacks.
 
-    Attack names must be registered (or ``art:``), their parameters known, their norm
-    supported; gate eps must be in the grid; the baseline must exist and be readable.
+    Attack names must be registered (or ``art:``), their parameters known and of the right
+    type, their norm supported; bounds, mean and std usable; gate eps must be in the grid; the
+    baseline must exist and be readable, the watermark key must exist. No file of the model or
+    data is opened here (see :func:`check_inputs`), so this also holds for model objects.
     """
     from attacks.registry import available, get_attack
     from robustness.errors import RobustnessError
@@ -415,6 +639,7 @@ def check_config(cfg: AuditConfig) -> list[AttackSpec]:
         raise ConfigError(
             f"bounds must be [low, high] with low < high, got {list(bounds)}", field="model.bounds"
         )
+    _check_normalisation(cfg.model)
     try:
         check_eps(cfg.threat.eps, bounds=bounds, norm=cfg.threat.norm, field="threat.eps")
     except RobustnessError as exc:
@@ -452,7 +677,9 @@ def check_config(cfg: AuditConfig) -> list[AttackSpec]:
         try:
             get_attack(spec.name, **spec.params)
         except RobustnessError as exc:
-            raise ConfigError(exc.message, field=f"{where}.params", fix=exc.fix) from None
+            # The parameter's own key path when the error names one of the given parameters.
+            key = f".{exc.field}" if exc.field in spec.params else ""
+            raise ConfigError(exc.message, field=f"{where}.params{key}", fix=exc.fix) from None
 
     g = cfg.gates
     for key in g.min_robust_accuracy:
@@ -478,7 +705,12 @@ def check_config(cfg: AuditConfig) -> list[AttackSpec]:
             fix="Give both max_drop and the baseline results.json it is measured against, or neither.",
         )
     if g.baseline is not None:
-        load_baseline(g.baseline, cfg.threat.norm)
+        from robustness.gates import check_baseline
+
+        check_baseline(cfg)  # readable, same norm, possible numbers; the budget under strict_budget
+    if cfg.watermark is not None:
+        # Checked now, not when the watermark test runs after every attack.
+        _check_file(cfg.watermark.key, "watermark.key", "watermark key file")
     if not cfg.sanity_checks.enabled and not (cfg.sanity_checks.reason or "").strip():
         raise ConfigError(
             "disabling the sanity checks needs a written reason",
@@ -489,6 +721,236 @@ def check_config(cfg: AuditConfig) -> list[AttackSpec]:
     return attacks
 
 
+def _check_normalisation(m: ModelSection) -> None:
+    """mean and std go together, one value per channel each, std > 0 (inf/nan: the schema)."""
+    if (m.mean is None) != (m.std is None):
+        raise ConfigError(
+            "mean and std go together",
+            field="model.std" if m.std is None else "model.mean",
+            fix="Give both (one value per input channel), or neither.",
+        )
+    if m.mean is None or m.std is None:
+        return
+    if not m.mean or not m.std or len(m.mean) != len(m.std):
+        raise ConfigError(
+            f"mean has {len(m.mean)} values and std {len(m.std)}",
+            field="model.std",
+            fix="Give one mean and one std per input channel, e.g. [0.5, 0.5, 0.5].",
+        )
+    if any(s <= 0 for s in m.std):
+        raise ConfigError(
+            f"std must be > 0, got {m.std}", field="model.std", fix="Use the std the model was trained with."
+        )
+
+
+def _check_file(path: str, field: str, what: str) -> Path:
+    """``path`` exists and is a file (not a folder)."""
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(
+            f"{what} not found: {p}", field=field, fix="Check the path (relative to the working folder)."
+        )
+    if not p.is_file():
+        raise ConfigError(f"{p} is a folder, not a {what}", field=field, fix="Name the file itself.")
+    return p
+
+
+def check_inputs(cfg: AuditConfig, *, model: bool = True, data: bool = True) -> None:
+    """What the audit finds wrong when it starts, found without loading or training a model.
+
+    The files the config names exist (model file or folder, weights, data, the watermark's
+    reference models and attack data), factories import (they are not called), zoo and
+    built-in names exist, ``n_examples`` fits the data, the device is spelt right and the
+    output folder can be written. ``model``/``data`` False skip a spec that an object replaces
+    (``run_audit(config, model=module)``). With :func:`check_config` this is ``robustness validate``.
+    """
+    if model:
+        _check_model_spec(
+            cfg.model.spec, cfg.model.weights, field="model.spec", weights_field="model.weights"
+        )
+    if data:
+        _check_data_spec(cfg.data.spec, "data.spec", n_examples=cfg.data.n_examples, bounds=cfg.model.bounds)
+    _check_device(cfg.model.device)
+    if cfg.watermark is not None:
+        for i, spec in enumerate(cfg.watermark.reference_models):
+            _check_model_spec(spec, None, field=f"watermark.reference_models.{i}")
+        if cfg.watermark.attack_data is not None:
+            _check_data_spec(cfg.watermark.attack_data, "watermark.attack_data")
+    check_output_dir(cfg.output.dir)
+
+
+def _as_config_error(exc: Any, field: str) -> ConfigError:
+    return ConfigError(exc.message, field=field, fix=exc.fix)
+
+
+def _check_model_spec(spec: str, weights: str | None, *, field: str, weights_field: str = "") -> None:
+    """The model spec's kind as ``robustness.model.load_model`` tells it, and its files; no code
+    from a model file or folder runs (a factory named in the config is imported, not called)."""
+    from robustness.errors import RobustnessError
+    from robustness.model import MODEL_CARD, MODEL_SUFFIXES, import_object
+
+    def no_weights(kind: str) -> None:
+        if weights:
+            raise ConfigError(
+                f"weights cannot be combined with {kind}",
+                field=weights_field,
+                fix="Drop model.weights; it is only used with a factory spec 'package.module:callable'.",
+            )
+
+    path = _spec_path(spec, field)
+    try:
+        if spec.startswith("zoo:"):
+            from robustness import zoo
+
+            zoo.entry(spec[4:])
+            no_weights("a zoo model")
+        elif path.is_dir():
+            no_weights("a model folder")
+            _check_file(str(path / MODEL_CARD), field, f"model folder's {MODEL_CARD}")
+        elif path.suffix in MODEL_SUFFIXES or path.exists():
+            _check_file(spec, field, "model file")
+            no_weights("a model file")
+        elif ":" in spec:
+            import_object(spec, field=field)
+            if weights:
+                _check_file(weights, weights_field, "weights file")
+        else:
+            raise ConfigError(
+                f"cannot tell what kind of model {spec!r} is (not a zoo name, an existing file or "
+                "folder, or 'package.module:callable')",
+                field=field,
+                fix="Use zoo:NAME (see 'robustness models'), a model file or folder, or a factory.",
+            )
+    except ConfigError:
+        raise
+    except RobustnessError as exc:
+        raise _as_config_error(exc, field) from None
+
+
+def _spec_path(spec: str, field: str) -> Path:
+    if "\0" in spec:  # pathlib raises ValueError on it
+        raise ConfigError(f"{_short(spec)} contains a NUL character", field=field, fix="Fix the spec.")
+    return Path(spec)
+
+
+def _check_data_spec(
+    spec: str, field: str, *, n_examples: int | None = None, bounds: tuple[float, float] | None = None
+) -> None:
+    """The data spec's kind as ``robustness.data.load_data`` tells it, its file, and the sample count."""
+    from robustness.errors import RobustnessError
+    from robustness.model import import_object
+
+    n_field = field.rsplit(".", 1)[0] + ".n_examples"
+    path = _spec_path(spec, field)
+    try:
+        if spec.startswith("builtin:"):
+            from robustness.data import load_data
+
+            load_data(spec, n_examples=n_examples, bounds=bounds)  # bundled and small: loading is the check
+            return
+        if path.suffix == ".npz" or path.exists():
+            n = _npz_length(_check_file(spec, field, "data file"), field)
+            if n_examples is not None and n is not None and n_examples > n:
+                raise ConfigError(
+                    f"n_examples is {n_examples} but {spec} has only {n} samples",
+                    field=n_field,
+                    fix=f"Use at most {n}, or leave it out to use all.",
+                )
+            return
+        if ":" in spec:
+            import_object(spec, field=field)
+            return
+        raise ConfigError(
+            f"cannot tell what kind of data {spec!r} is",
+            field=field,
+            fix="Use builtin:digits, a .npz file with arrays x and y, or a factory 'package.module:callable'.",
+        )
+    except ConfigError:
+        raise
+    except RobustnessError as exc:
+        raise _as_config_error(exc, n_field if exc.field == "n_examples" else field) from None
+
+
+def _npz_length(p: Path, field: str) -> int | None:
+    """Samples in an .npz (from the header of ``y``; nothing is decompressed beyond it)."""
+    import zipfile
+
+    import numpy as np
+
+    try:
+        with zipfile.ZipFile(p) as z:
+            names = set(z.namelist())
+            missing = [k for k in ("x", "y") if f"{k}.npy" not in names]
+            if missing:
+                raise ConfigError(
+                    f"{p} has no array {' or '.join(repr(m) for m in missing)}",
+                    field=field,
+                    fix="Save inputs as 'x' and labels as 'y': numpy.savez(path, x=..., y=...).",
+                )
+            with z.open("y.npy") as f:
+                version = np.lib.format.read_magic(f)
+                read = (
+                    np.lib.format.read_array_header_1_0
+                    if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0
+                )
+                shape = read(f)[0]
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise ConfigError(
+            f"cannot read {p} as .npz ({type(exc).__name__}: {exc})",
+            field=field,
+            fix="Save it with numpy.savez(path, x=inputs, y=labels).",
+        ) from None
+    return int(shape[0]) if shape else None
+
+
+def _check_device(device: str) -> None:
+    """Spelt right; whether this machine has the device is the audit's business (a config is
+    often validated on a machine without the GPU it will run on)."""
+    import torch
+
+    if str(device) == "auto":
+        return
+    try:
+        kind = torch.device(str(device)).type
+    except RuntimeError:
+        kind = ""
+    if kind not in ("cpu", "cuda", "mps"):
+        raise ConfigError(
+            f"unknown device {device!r}", field="model.device", fix="Use auto, cpu, cuda or cuda:N."
+        )
+
+
+def check_output_dir(path: str | Path, *, field: str = "output.dir") -> Path:
+    """The output folder is a folder, or can be created, and can be written."""
+    p = Path(path)
+    try:
+        if p.exists() and not p.is_dir():
+            raise ConfigError(
+                f"{p} is a file, not a folder",
+                field=field,
+                fix="Name a folder for the outputs, or move the file.",
+            )
+        existing = p
+        while not existing.exists():  # ends at '.' or the root, which exist
+            existing = existing.parent
+        if not existing.is_dir():
+            raise ConfigError(
+                f"{p} cannot be created: {existing} is a file",
+                field=field,
+                fix="Name a folder for the outputs.",
+            )
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise ConfigError(
+                f"{existing} is not writable",
+                field=field,
+                fix="Name a folder you can write to, e.g. runs/audit.",
+            )
+    except OSError as exc:
+        raise ConfigError(f"cannot use {p} as the output folder: {exc}", field=field) from None
+    return p
+
+
 def load_baseline(path: str | Path, norm: str) -> dict[str, Any]:
     """Read a baseline results.json for ``max_drop``; it must use the same norm."""
     import json
@@ -496,11 +958,17 @@ def load_baseline(path: str | Path, norm: str) -> dict[str, Any]:
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"baseline not found: {p}", field="gates.baseline", fix="Point at a results.json.")
+    if not p.is_file():
+        raise ConfigError(
+            f"{p} is a folder, not a results.json",
+            field="gates.baseline",
+            fix="Name the results.json inside it.",
+        )
     try:
         base = json.loads(p.read_text(encoding="utf-8"))
         entries = base["robust"]
         base_norm = base["threat"]["norm"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # ValueError: bad JSON, not UTF-8
         raise ConfigError(
             f"{p} is not a results.json written by 'robustness audit' ({type(exc).__name__}: {exc})",
             field="gates.baseline",

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import numbers
+import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,10 +15,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from robustness.errors import DataError
+from robustness.errors import DataError, ModelError
 
 DIGITS_SPLIT_SEED = 0
 DIGITS_TEST_FRACTION = 0.2
+
+# .npz members are read only when their declared sizes are sane: a member may not hold more
+# than NPZ_MAX_MEMBER_BYTES, and one larger than NPZ_RATIO_MIN_BYTES may not decompress to more
+# than NPZ_MAX_RATIO times its stored size (real data compresses a few times; a bomb of zeros
+# ~1000 times). Module constants, so a deployment (or a test) can change them.
+NPZ_MEMBERS = ("x", "y", "ids")
+NPZ_MAX_MEMBER_BYTES = 8 * 2**30
+NPZ_MAX_RATIO = 100
+NPZ_RATIO_MIN_BYTES = 256 * 2**20
 
 
 @dataclass
@@ -67,19 +79,22 @@ def load_data(
     seed: int = 0,
     bounds: Sequence[float] | None = (0.0, 1.0),
     num_classes: int | None = None,
+    model_outputs: int | None = None,
 ) -> Dataset:
     """Load and validate data from a spec.
 
     Specs: ``builtin:digits`` (test split), ``builtin:digits:train``, ``file.npz`` (arrays
     ``x`` and ``y``, optional ``ids``), ``package.module:callable`` returning ``(x, y)``,
     a dict with ``x``/``y``(/``ids``) or a :class:`Dataset`. ``n_examples`` picks a
-    reproducible subset drawn with ``seed`` (kept in the original order).
+    reproducible subset drawn with ``seed`` (kept in the original order). ``num_classes``
+    bounds the labels; ``model_outputs`` (the model's class count, when known) does too, but
+    a label beyond it is reported as the model's problem (see :func:`check_labels_fit_model`).
     """
     if isinstance(spec, Dataset):
         ds = spec
     else:
         ds = _load(str(spec))
-    ds = validate_dataset(ds, bounds=bounds, num_classes=num_classes)
+    ds = validate_dataset(ds, bounds=bounds, num_classes=num_classes, model_outputs=model_outputs)
     if n_examples is not None:
         ds = pick_subset(ds, n_examples, seed)
     return ds
@@ -119,6 +134,22 @@ def _load(spec: str) -> Dataset:
     )
 
 
+def check_labels_fit_model(max_label: int, model_outputs: int) -> None:
+    """Refuse labels the model cannot predict, as the model's problem: it has too few outputs.
+
+    The labels are the data's ground truth; a model with fewer outputs than the largest label
+    needs cannot be audited on them (its accuracy on those classes would be zero by construction).
+    """
+    if max_label >= model_outputs:
+        raise ModelError(
+            f"the model has {model_outputs} outputs but the labels go up to {max_label}, which needs "
+            f"at least {max_label + 1} outputs (one per class, labels 0..{max_label})",
+            field="model",
+            fix=f"Audit a model with one output per class of this data, or give data whose labels are "
+            f"0..{model_outputs - 1}.",
+        )
+
+
 def _builtin(spec: str) -> Dataset:
     parts = spec.split(":")
     name = parts[1] if len(parts) > 1 else ""
@@ -152,24 +183,133 @@ def digits_split(split: str = "test") -> tuple[np.ndarray, np.ndarray, np.ndarra
 def _load_npz(path: Path, spec: str) -> Dataset:
     if not path.exists():
         raise DataError(f"file not found: {path}", field="data", fix="Check the path.")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except Exception as exc:  # noqa: BLE001 - anything np.load raises means a bad file
-        raise DataError(
-            f"cannot read {path} as .npz ({type(exc).__name__}: {exc})",
-            field="data",
-            fix="Save it with numpy.savez(path, x=inputs, y=labels); object arrays are not allowed.",
-        ) from exc
+    arrays, names = _read_npz(path)
     missing = [k for k in ("x", "y") if k not in arrays]
     if missing:
         raise DataError(
-            f"{path} has no array {' or '.join(repr(m) for m in missing)} (it has {sorted(arrays)})",
+            f"{path} has no array {' or '.join(repr(m) for m in missing)} (it has {sorted(names)})",
             field="data",
             fix="Save inputs as 'x' and labels as 'y': numpy.savez(path, x=..., y=...).",
         )
     ids = [str(i) for i in arrays["ids"].tolist()] if "ids" in arrays else None
     return _from_arrays(arrays["x"], arrays["y"], ids, spec)
+
+
+_NPZ_FIX = "Save it with numpy.savez(path, x=inputs, y=labels); object arrays are not allowed."
+# What reading a damaged or crafted .npz member can raise.
+_NPZ_ERRORS = (
+    zipfile.BadZipFile,  # a bad CRC or header in the member
+    ValueError,
+    OSError,
+    EOFError,
+    RuntimeError,
+    NotImplementedError,
+    zlib.error,
+    MemoryError,
+)
+
+
+def _read_npz(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The arrays ``x``, ``y`` and ``ids`` of an .npz, and the names of all its members.
+
+    Each of the three is read only after its declared sizes and dtype are checked; other members
+    are never read (np.load would decompress whatever is asked for, however large).
+    """
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise DataError(
+            f"cannot read {path} as .npz ({type(exc).__name__}: {exc})", field="data", fix=_NPZ_FIX
+        ) from None
+    with zf:
+        members: dict[str, zipfile.ZipInfo] = {}
+        for info in zf.infolist():
+            members.setdefault(info.filename.removesuffix(".npy"), info)
+        arrays = {
+            name: _read_npz_member(zf, path, name, members[name]) for name in NPZ_MEMBERS if name in members
+        }
+    return arrays, list(members)
+
+
+def _read_npz_member(zf: zipfile.ZipFile, path: Path, name: str, info: zipfile.ZipInfo) -> np.ndarray:
+    """One member's array, after its declared sizes and its header are checked."""
+    _check_npz_member(path, name, info)
+    try:
+        with zf.open(info) as fp:
+            _check_npy_header(path, name, info, fp)
+        with zf.open(info) as fp:
+            return np.lib.format.read_array(fp, allow_pickle=False)
+    except _NPZ_ERRORS as exc:
+        raise DataError(
+            f"cannot read {path} as .npz: array {name!r} is unreadable ({type(exc).__name__}: {exc})",
+            field=f"data.{name}",
+            fix=_NPZ_FIX,
+        ) from None
+
+
+def _check_npz_member(path: Path, name: str, info: zipfile.ZipInfo) -> None:
+    """Refuse a member whose declared uncompressed size is over the limits, before reading it."""
+    size, stored = info.file_size, info.compress_size
+    if size > NPZ_MAX_MEMBER_BYTES:
+        raise DataError(
+            f"array {name!r} in {path} declares {_mb(size)} uncompressed, over the limit of "
+            f"{_mb(NPZ_MAX_MEMBER_BYTES)} (robustness.data.NPZ_MAX_MEMBER_BYTES)",
+            field=f"data.{name}",
+            fix="Evaluate on a subset saved to a smaller file, or raise the limit if the memory is there.",
+        )
+    if size > NPZ_RATIO_MIN_BYTES and size > NPZ_MAX_RATIO * max(stored, 1):
+        raise DataError(
+            f"array {name!r} in {path} decompresses to {_mb(size)} from {_mb(stored)} stored "
+            f"({size / max(stored, 1):.0f} times), over the limit of {NPZ_MAX_RATIO} times "
+            "(robustness.data.NPZ_MAX_RATIO): a decompression bomb, or data that is almost all one value",
+            field=f"data.{name}",
+            fix="Save the data uncompressed with numpy.savez (not savez_compressed) if it is genuine.",
+        )
+
+
+def _check_npy_header(path: Path, name: str, info: zipfile.ZipInfo, fp: Any) -> None:
+    """Refuse an array whose header declares more data than its member holds, or a non-numeric dtype."""
+    version = np.lib.format.read_magic(fp)
+    read_header = (
+        np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    )
+    shape, _, dtype = read_header(fp)
+    _check_numeric_dtype(dtype, name)
+    n_bytes = math.prod(shape) * dtype.itemsize
+    if n_bytes > info.file_size:
+        # numpy would allocate the declared size before finding the data missing
+        raise DataError(
+            f"array {name!r} in {path} declares shape {tuple(shape)} ({_mb(n_bytes)}) but its member "
+            f"holds only {_mb(info.file_size)}",
+            field=f"data.{name}",
+            fix="The file is damaged or crafted; save it again with numpy.savez.",
+        )
+
+
+def _check_numeric_dtype(dtype: np.dtype, name: str) -> None:
+    """Strings, structured records, objects and dates are not inputs or labels (ids may be strings)."""
+    kind = dtype.kind
+    if dtype.fields is not None or kind == "V":
+        what = "structured records"
+    elif kind in "US" and name != "ids":
+        what = "strings"
+    elif kind == "O":
+        what = "Python objects"
+    elif kind in "Mm":
+        what = "dates or times"
+    else:
+        return
+    fix = {
+        "x": "Save the inputs as a float array (N x ...) in the model's bounds.",
+        "y": "Save the labels as integer class indices 0..C-1 (map class names to indices first).",
+    }.get(name, "Save the ids as strings or integers, one per sample.")
+    if kind == "O":
+        fix += " Python object arrays are not allowed: reading them would unpickle."
+    raise DataError(f"{name} holds {what} (dtype {dtype}), not numbers", field=f"data.{name}", fix=fix)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n} bytes"
 
 
 def _load_factory(spec: str) -> Dataset:
@@ -243,13 +383,29 @@ def _as_tensor(a: Any, name: str) -> torch.Tensor:
         ) from exc
     if arr.dtype == object:
         raise DataError(f"{name} is an object array", field=f"data.{name}", fix="Give numeric arrays.")
-    return torch.from_numpy(np.ascontiguousarray(arr))
+    _check_numeric_dtype(arr.dtype, name)
+    try:
+        return torch.from_numpy(np.ascontiguousarray(arr))
+    except TypeError:  # a dtype torch has no tensor type for (e.g. float128)
+        raise DataError(
+            f"{name} has dtype {arr.dtype}, which torch cannot hold",
+            field=f"data.{name}",
+            fix="Save inputs as float32 and labels as int64.",
+        ) from None
 
 
 def validate_dataset(
-    ds: Dataset, *, bounds: Sequence[float] | None = (0.0, 1.0), num_classes: int | None = None
+    ds: Dataset,
+    *,
+    bounds: Sequence[float] | None = (0.0, 1.0),
+    num_classes: int | None = None,
+    model_outputs: int | None = None,
 ) -> Dataset:
-    """Check shapes, dtypes, finiteness, bounds and labels; fill in ids and ``num_classes``."""
+    """Check shapes, dtypes, finiteness, bounds and labels; fill in ids and ``num_classes``.
+
+    ``model_outputs``: the model's number of outputs; labels it cannot predict raise a
+    :class:`ModelError` (the model does not fit the data), not a :class:`DataError`.
+    """
     x, y = ds.x, ds.y
     if x.dim() < 2:
         raise DataError(
@@ -295,7 +451,9 @@ def validate_dataset(
         raise DataError(f"labels have dtype {y.dtype}", field="data.y", fix="Give integer class indices.")
     y = y.long()
     ymin, ymax = int(y.min()), int(y.max())
-    limit = num_classes if num_classes is not None else ds.num_classes
+    if model_outputs is not None and ymin >= 0:
+        check_labels_fit_model(ymax, model_outputs)
+    limit = next((n for n in (num_classes, model_outputs, ds.num_classes) if n is not None), None)
     if ymin < 0 or (limit is not None and ymax >= limit):
         rng = f"[0, {limit})" if limit is not None else "[0, C)"
         raise DataError(

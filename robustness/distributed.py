@@ -126,7 +126,10 @@ class DistContext:
                 outcome = ("ok", fn())
             except RobustnessError as exc:
                 outcome = ("error", exc)
-            except Exception as exc:  # noqa: BLE001 - other ranks must not hang on rank 0's bug
+            except KeyboardInterrupt:
+                raise  # Ctrl-C reaches every rank: none is left waiting for this one
+            except BaseException as exc:  # noqa: BLE001 - other ranks must not hang on rank 0's bug
+                # (or on sys.exit() in the user's model code, which the CLI reports as exit 2)
                 outcome = ("crash", f"{type(exc).__name__}: {exc}")
                 self.broadcast_object(outcome)
                 raise

@@ -57,5 +57,17 @@ class UsageError(RobustnessError):
     """Command-line arguments are inconsistent."""
 
 
+class OutputError(RobustnessError):
+    """An output folder or file cannot be written (not a folder, no permission, disk full)."""
+
+
+class RunLockedError(OutputError):
+    """Another audit holds the output folder's lock."""
+
+
+class CheckpointError(RobustnessError):
+    """A checkpoint file of an unfinished audit does not hold what the audit wrote."""
+
+
 def _rebuild(cls: type[RobustnessError], message: str, field: str | None, fix: str | None) -> RobustnessError:
     return cls(message, field=field, fix=fix)

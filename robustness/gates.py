@@ -6,6 +6,11 @@ the model meets it, not when a lucky sample does. ``judge: point`` uses the poin
 estimate. ``max_drop`` compares point estimates with a baseline results.json (for a
 paired significance test use ``robustness compare``).
 
+The baseline must hold possible numbers (see ``reports.results.validate_results``) and should
+come from an audit of the same attack budget: a different one (a ``quick`` baseline for a
+``standard`` audit) is a :class:`~robustness.compare.BudgetWarning` and a note in the gate's
+detail, or an error when the config sets ``gates.strict_budget``.
+
 Verdict: ``unreliable`` when a sanity check failed and was not waived (the numbers
 cannot be trusted, whatever the gates say); else ``fail`` when a gate failed; else
 ``pass``.
@@ -13,13 +18,71 @@ cannot be trusted, whatever the gates say); else ``fail`` when a gate failed; el
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from robustness.config import AuditConfig, find_eps, load_baseline
+from robustness.errors import ConfigError
+
+# Every verdict an audit can reach (results.json's "verdict"; the CLI maps them to exit 0, 1, 3).
+VERDICTS = ("pass", "fail", "unreliable")
+BASELINE_NAMES = ("the baseline", "this audit")
 
 
 def _judged(entry: dict[str, Any], judge: str) -> float:
     return float(entry["ci"][0]) if judge == "ci_low" else float(entry["accuracy"])
+
+
+def audit_budget(cfg: AuditConfig) -> dict[str, Any]:
+    """The attack budget this config runs, in the form results.json records it."""
+    from attacks.registry import get_attack
+    from robustness.compare import budget_of
+    from robustness.config import resolve_attacks
+
+    attacks = [
+        {"attack": spec.name, "params": get_attack(spec.name, **spec.params).params}
+        for spec in resolve_attacks(cfg)
+    ]
+    return budget_of(attacks, cfg.attacks) or {"preset": None, "attacks": {}}
+
+
+def check_baseline(
+    cfg: AuditConfig, attacks: list[dict[str, Any]] | None = None
+) -> tuple[dict[str, Any], list[str]]:
+    """Load ``gates.baseline`` and judge it usable: (results, attack-budget differences).
+
+    Refuses (ConfigError, field ``gates.baseline``) a baseline whose numbers are impossible, and
+    with ``gates.strict_budget`` one run at another attack budget (or that lists no attacks).
+    ``attacks`` are this audit's attacks as results.json records them, when known (the runner
+    may have wrapped them in EOT); by default they come from the config.
+    """
+    from reports.results import ResultsError, validate_results
+    from robustness.compare import (
+        budget_differences,
+        budget_of,
+        budget_warning,
+        results_budget,
+        unknown_budget,
+    )
+
+    path = cfg.gates.baseline
+    base = load_baseline(path, cfg.threat.norm)
+    try:
+        validate_results(base, f"the baseline {path}")
+    except ResultsError as exc:
+        raise ConfigError(f"{exc.field}: {exc.message}", field="gates.baseline", fix=exc.fix) from None
+    n_budget = budget_of(attacks, cfg.attacks) if attacks is not None else audit_budget(cfg)
+    b_budget = results_budget(base)
+    diffs = budget_differences(b_budget, n_budget, BASELINE_NAMES)
+    # The config gains strict_budget in robustness/config.py; until then it reads as off.
+    if getattr(cfg.gates, "strict_budget", False) and diffs != []:
+        raise ConfigError(
+            budget_warning(diffs) if diffs else unknown_budget(b_budget, n_budget, BASELINE_NAMES),
+            field="gates.baseline",
+            fix="Use a baseline audited with the same attacks (the same preset), or set "
+            "gates.strict_budget: false to gate on it with a warning.",
+        )
+    return base, diffs or []
 
 
 def evaluate_gates(
@@ -28,11 +91,14 @@ def evaluate_gates(
     robust: list[dict[str, Any]],
     data_sha256: str | None = None,
     watermark: dict[str, Any] | None = None,
+    attacks: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """One entry per gate: name, passed, value, threshold, judge, detail.
 
     ``watermark_verified`` is added whenever the audit verified a watermark: an audit that
-    was asked to check ownership fails when ownership cannot be shown.
+    was asked to check ownership fails when ownership cannot be shown. ``attacks`` (the
+    attacks as results.json records them) are what the baseline's budget is compared with;
+    by default the config's.
     """
     g = cfg.gates
     what = "CI low" if g.judge == "ci_low" else "point estimate"
@@ -68,7 +134,11 @@ def evaluate_gates(
             }
         )
     if g.max_drop is not None and g.baseline is not None:
-        base = load_baseline(g.baseline, cfg.threat.norm)
+        from robustness.compare import BudgetWarning, budget_warning
+
+        base, budget = check_baseline(cfg, attacks)
+        if budget:
+            warnings.warn(budget_warning(budget), BudgetWarning, stacklevel=2)
         base_by_eps = {float(r["eps"]): r for r in base["robust"]}
         limits = (
             {find_eps(k, list(by_eps)): v for k, v in g.max_drop.items()}
@@ -77,6 +147,8 @@ def evaluate_gates(
         )
         base_sha = (base.get("data") or {}).get("sha256")
         note = "" if data_sha256 is None or base_sha == data_sha256 else " (the baseline used different data)"
+        if budget:
+            note += f" (the baseline ran a different attack budget: {'; '.join(budget[:2])}{'; ...' if len(budget) > 2 else ''})"
         for e, limit in sorted(limits.items()):
             b = find_eps(e, list(base_by_eps))
             if b is None:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import io
 import json
 import warnings
 import zipfile
+import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,9 +27,20 @@ from robustness.threat import check_bounds
 PRECISIONS = ("fp32", "bf16")
 MODEL_SUFFIXES = (".pt2", ".pt", ".ts", ".pth", ".jit", ".safetensors")
 SAFE_FORMATS = (
-    "a TorchScript file (torch.jit.save, .pt/.ts), a torch.export program (.pt2), "
-    "a factory 'package.module:callable' with --weights FILE (.safetensors or a state-dict .pt), "
-    "or a folder written by 'robustness harden'"
+    "a TorchScript file (torch.jit.save, .pt/.ts), a torch.export program (.pt2) with plain tensor "
+    "weights (no pickled entries), a factory 'package.module:callable' with --weights FILE "
+    "(.safetensors or a state-dict .pt), or a folder written by 'robustness harden' for a built-in architecture"
+)
+TRUST_FIX = "Pass --trust-model (trust_model=True) only if you trust the file's source"
+# What reading a damaged or crafted zip archive can raise.
+_ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    OSError,
+    EOFError,
+    ValueError,
+    RuntimeError,
+    NotImplementedError,
 )
 
 
@@ -369,7 +382,7 @@ def _load_module(spec: str, *, weights: str | None, trust_model: bool) -> tuple[
                 field="weights",
                 fix="The folder's model.json already names its weights; drop --weights.",
             )
-        return load_model_dir(path)
+        return load_model_dir(path, trust_model=trust_model)
     if path.suffix in MODEL_SUFFIXES or path.exists():
         if not path.exists():
             raise ModelError(f"file not found: {spec}", field="model", fix="Check the path.")
@@ -459,6 +472,8 @@ def load_weights(module: nn.Module, weights: str | Path) -> None:
                 fix="The file is corrupt or not safetensors; re-export the weights.",
             ) from exc
     else:
+        if zipfile.is_zipfile(path):
+            check_zip_integrity(path, field="weights")
         try:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001
@@ -540,10 +555,35 @@ def _file_kind(path: Path) -> str:
     return "unknown"
 
 
+def check_zip_integrity(path: Path, *, field: str = "model") -> None:
+    """Refuse a zip-based file (TorchScript, torch.export, torch.save) with a damaged member.
+
+    torch's zip reader does not check the members' CRCs, so flipped bytes inside the weights
+    would load and give wrong numbers without any error.
+    """
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except _ZIP_ERRORS as exc:
+        raise ModelError(
+            f"{path} is a damaged zip archive ({type(exc).__name__}: {exc})",
+            field=field,
+            fix="Copy or download the file again, or save it again from the original model.",
+        ) from None
+    if bad is not None:
+        raise ModelError(
+            f"{path} is damaged: its member {bad!r} does not match the checksum (CRC) recorded in the archive",
+            field=field,
+            fix="Copy or download the file again, or save it again; a damaged file gives wrong numbers.",
+        )
+
+
 def _load_file(path: Path, trust_model: bool) -> nn.Module:
+    if zipfile.is_zipfile(path):
+        check_zip_integrity(path)
     kind = _file_kind(path)
     if kind == "export" or (kind == "unknown" and path.suffix == ".pt2"):
-        return _load_exported(path)
+        return _load_exported(path, trust_model)
     if kind == "torchscript":
         try:
             return torch.jit.load(str(path), map_location="cpu")
@@ -568,7 +608,9 @@ def _load_file(path: Path, trust_model: bool) -> nn.Module:
     )
 
 
-def _load_exported(path: Path) -> nn.Module:
+def _load_exported(path: Path, trust_model: bool = False) -> nn.Module:
+    if not trust_model:
+        _refuse_code_in_export(path)
     try:
         program = torch.export.load(str(path))
     except Exception as exc:  # noqa: BLE001
@@ -597,6 +639,94 @@ def _load_exported(path: Path) -> nn.Module:
         )
         return FixedBatch(module, batch)
     return module
+
+
+def _refuse_code_in_export(path: Path) -> None:
+    """Refuse a torch.export archive that loading would unpickle, or run native code, from.
+
+    ``torch.export.load`` unpickles with ``weights_only=False`` every weight or tensor constant
+    whose payload config says ``use_pickle``, every custom or opaque object constant, and any
+    ``.pt`` entry (sample inputs, legacy layouts) that does not load with ``weights_only=True``;
+    it also loads AOTInductor shared libraries. Any of them runs code from the file.
+    """
+    try:
+        with zipfile.ZipFile(path) as zf:
+            found = _code_entries(zf)
+    except _ZIP_ERRORS as exc:
+        raise ModelError(
+            f"cannot load {path} as a torch.export program: not a readable zip archive "
+            f"({type(exc).__name__}: {exc})",
+            field="model",
+            fix="Save it with torch.export.save(torch.export.export(model, args), path).",
+        ) from None
+    if found:
+        more = f"; and {len(found) - 3} more" if len(found) > 3 else ""
+        raise ModelError(
+            f"{path} is a torch.export archive whose loading would run code from the file: "
+            + "; ".join(found[:3])
+            + more,
+            field="model",
+            fix=f"{TRUST_FIX}. Otherwise ask for an export with plain tensor weights "
+            "(torch.export.save of a model whose weights are ordinary tensors), or for its factory and "
+            ".safetensors weights.",
+        )
+
+
+def _code_entries(zf: zipfile.ZipFile) -> list[str]:
+    """The entries of an export archive that loading would unpickle or execute, described."""
+    infos = zf.infolist()
+    # Matched case-insensitively and with either slash: stricter than torch's reader, never looser.
+    names = [i.filename.replace("\\", "/").lower() for i in infos]
+    seen: set[str] = set()
+    for name, info in zip(names, infos):
+        if name in seen:
+            # Two entries of one name: a reader could take the copy that was not checked.
+            return [f"entry {info.filename!r} appears twice"]
+        seen.add(name)
+    found: list[str] = []
+    native = [i.filename for n, i in zip(names, infos) if "data/aotinductor/" in n]
+    if native:
+        found.append(f"entry {native[0]!r} is AOTInductor compiled code (a native library that loading runs)")
+    for name, info in zip(names, infos):
+        if "data/aotinductor/" in name:
+            continue
+        if name.endswith(("_weights_config.json", "_constants_config.json")):
+            found += _pickled_payloads(zf, info, constants=name.endswith("_constants_config.json"))
+        elif name.endswith(".pt") and not _loads_weights_only(zf.read(info)):
+            found.append(f"entry {info.filename!r} is pickled data that does not load with weights_only=True")
+    return found
+
+
+def _pickled_payloads(zf: zipfile.ZipFile, info: zipfile.ZipInfo, *, constants: bool) -> list[str]:
+    """Weights/constants that a payload config (``*_weights_config.json``) marks as unpickled."""
+    folder = info.filename.rsplit("/", 1)[0]
+    try:
+        config = json.loads(zf.read(info))["config"]
+        items = list(config.items())
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return [f"entry {info.filename!r} is not a readable payload config, so its entries cannot be checked"]
+    what = "constant" if constants else "weight"
+    found = []
+    for fqn, meta in items:
+        if not isinstance(meta, dict):
+            found.append(f"entry {info.filename!r} has a malformed record for {what} {fqn!r}")
+            continue
+        entry = f"{folder}/{meta.get('path_name')}"
+        if meta.get("use_pickle"):  # any true value: torch tests it for truth
+            found.append(f"entry {entry!r} ({what} {fqn!r}) is pickled (use_pickle)")
+        elif constants and not str(meta.get("path_name", "")).startswith("tensor_"):
+            # custom_obj_* and opaque_obj_* constants are always unpickled
+            found.append(f"entry {entry!r} ({what} {fqn!r}) is a pickled object")
+    return found
+
+
+def _loads_weights_only(data: bytes) -> bool:
+    """Whether ``torch.load(weights_only=True)`` reads these bytes (torch would fall back to a full unpickle)."""
+    try:
+        torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - any failure means torch would retry with weights_only=False
+        return False
+    return True
 
 
 def _static_batch_size(program: Any) -> int | None:
@@ -685,7 +815,7 @@ def _load_pickled(path: Path, trust_model: bool) -> nn.Module:
             f"{path} is a pickled Python object; loading it would unpickle it, and unpickling can run arbitrary "
             "code from the file",
             field="model",
-            fix=f"Pass --trust-model (trust_model=True) only if you trust its source, or give {SAFE_FORMATS}.",
+            fix=f"{TRUST_FIX}, or give {SAFE_FORMATS}.",
         )
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=False)
@@ -705,8 +835,12 @@ def _load_pickled(path: Path, trust_model: bool) -> nn.Module:
 MODEL_CARD = "model.json"
 
 
-def load_model_dir(path: Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a model from a folder holding ``model.json`` (architecture + weights file)."""
+def load_model_dir(path: Path, *, trust_model: bool = False) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a model from a folder holding ``model.json`` (architecture + weights file).
+
+    Without ``trust_model`` the card may only name a built-in architecture (see
+    :func:`check_folder_architecture`); the weights file is checked against the card's hash.
+    """
     card_path = path / MODEL_CARD
     if not card_path.exists():
         raise ModelError(
@@ -718,26 +852,92 @@ def load_model_dir(path: Path) -> tuple[nn.Module, dict[str, Any]]:
         card = json.loads(card_path.read_text())
         arch = card["architecture"]
         weights_name = card.get("weights", "model.safetensors")
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
         raise ModelError(
             f"{card_path} is malformed ({exc})",
             field="model",
             fix="Re-create the folder with 'robustness harden'.",
         ) from exc
+    if (
+        not isinstance(weights_name, str)
+        or weights_name in ("", ".", "..")
+        or Path(weights_name).name != weights_name
+    ):
+        raise ModelError(
+            f"{card_path} names the weights file {weights_name!r}, which is not a file in the folder",
+            field="model",
+            fix="Keep the weights beside model.json and name the file only (e.g. model.safetensors).",
+        )
+    check_folder_architecture(arch, trust_model=trust_model, source=card_path)
     module = build_architecture(arch)
-    load_weights(module, path / weights_name)
+    weights = path / weights_name
+    _check_weights_hash(weights, card.get("weights_sha256"), card_path)
+    load_weights(module, weights)
     meta = {k: card[k] for k in ("bounds", "mean", "std", "num_classes") if card.get(k) is not None}
     meta["card"] = card
     return module, meta
 
 
+def check_folder_architecture(arch: Any, *, trust_model: bool, source: str | Path) -> None:
+    """Refuse a model card naming anything but a built-in architecture, unless the model is trusted.
+
+    A folder's ``model.json`` is data from whoever sent the folder, and a factory named there is
+    imported and called with the card's kwargs: ``{"factory": "subprocess:run", "kwargs":
+    {"args": [...]}}`` would run a command. Built in: ``zoo:NAME`` (the zoo's models and the
+    architectures plug-ins register with :func:`robustness.zoo.register_architecture`, looked up
+    by name, never imported) and those factories' own import paths.
+    """
+    factory = arch.get("factory") if isinstance(arch, dict) else arch
+    if not isinstance(factory, str) or not factory:
+        raise ModelError(
+            f"{source} has no architecture factory (got {arch!r})",
+            field="model",
+            fix="Re-create the folder with 'robustness harden'.",
+        )
+    if trust_model or factory.startswith("zoo:"):
+        return
+    from robustness import zoo
+
+    if factory in zoo.builtin_factory_paths():
+        return
+    builtin = ", ".join(f"zoo:{n}" for n in sorted({*zoo.ZOO, *zoo.ARCHITECTURES}))
+    raise ModelError(
+        f"{source} names the factory {factory!r}, which is not a built-in architecture; loading the folder "
+        "would import and call it (with the card's kwargs), running code named by the file",
+        field="model",
+        fix=f"{TRUST_FIX}: a folder that 'robustness harden' wrote for your own factory names that factory "
+        "and needs --trust-model, or register the architecture from a plug-in with "
+        f"robustness.zoo.register_architecture(NAME, factory) and name it 'zoo:NAME'. Built in: {builtin}.",
+    )
+
+
+def _check_weights_hash(weights: Path, expected: Any, card_path: Path) -> None:
+    """Compare the weights file with the SHA-256 the card records (safetensors has no checksum of its own)."""
+    if not isinstance(expected, str) or not weights.is_file():
+        return  # older cards record none; a missing file is reported by load_weights
+    from robustness.io import sha256_file
+
+    actual = sha256_file(weights)
+    if actual != expected:
+        raise ModelError(
+            f"{weights} does not match the hash recorded in {card_path} (sha256 {actual[:12]}..., "
+            f"expected {expected[:12]}...): the file is damaged or was replaced",
+            field="model",
+            fix="Copy the folder again from its source, or re-create it with 'robustness harden'.",
+        )
+
+
 def build_architecture(arch: dict[str, Any] | str) -> nn.Module:
-    """Build an untrained module from an architecture spec: ``zoo:NAME`` or {factory, kwargs}."""
+    """Build an untrained module from an architecture spec: ``zoo:NAME`` or {factory, kwargs}.
+
+    Calls any factory it names: for a spec from a model folder, call
+    :func:`check_folder_architecture` first.
+    """
     if isinstance(arch, str):
         arch = {"factory": arch}
     factory = arch.get("factory", "")
     if factory.startswith("zoo:"):
         from robustness import zoo
 
-        return zoo.architecture(factory[4:])
+        return zoo.architecture(factory[4:], arch.get("kwargs"))
     return build_factory(factory, arch.get("kwargs"))

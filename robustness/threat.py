@@ -36,7 +36,10 @@ def check_eps(
     norm: str = "linf",
     field: str = "eps",
 ) -> tuple[float, ...]:
-    """Validate one radius or a grid; returns the grid sorted ascending without duplicates."""
+    """Validate one radius or a grid; returns the grid sorted ascending.
+
+    Two radii equal at the grid's precision (see :func:`same_eps`) are an error naming both.
+    """
     if isinstance(eps, (str, bytes, numbers.Number)) or getattr(eps, "ndim", None) == 0:
         values = [eps]  # one value (a string is one value too, not a sequence of characters)
     else:
@@ -63,6 +66,7 @@ def check_eps(
                 fix="Give eps as positive numbers, e.g. 0.05 0.1.",
             )
         out.append(f)
+    refuse_duplicate_eps(out, field=field)
     lo, hi = bounds
     width = hi - lo
     # The largest meaningful radius: beyond it the ball already covers the whole input box
@@ -75,7 +79,28 @@ def check_eps(
                 field=field,
                 fix=f"For inputs in [{lo:g}, {hi:g}] use eps <= {limit:g} (eps is in input units, not pixels/255).",
             )
-    return tuple(sorted(set(out)))
+    return tuple(sorted(out))
+
+
+def same_eps(a: float, b: float) -> bool:
+    """Whether two radii are one grid point: equal as reports and gate keys print them (``:g``,
+    six significant digits), or within the tolerance gate keys are matched with."""
+    return f"{a:g}" == f"{b:g}" or math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def refuse_duplicate_eps(values: Sequence[float], *, field: str = "eps") -> None:
+    """Raise :class:`ThreatModelError` naming two radii of ``values`` that are one grid point."""
+    # A repeated radius would be attacked twice and shown as two identical columns; for gates it
+    # makes "the threshold at eps 0.1" ambiguous. Refused rather than silently merged.
+    order = sorted(range(len(values)), key=values.__getitem__)
+    for i, j in zip(order, order[1:]):
+        if same_eps(values[i], values[j]):
+            raise ThreatModelError(
+                f"eps {values[i]!r} and {values[j]!r} are the same radius at the grid's precision "
+                f"(both {values[i]:g})",
+                field=field,
+                fix="Give each eps once; radii must differ in their first six significant digits.",
+            )
 
 
 def check_bounds(bounds: Iterable[float], *, field: str = "bounds") -> tuple[float, float]:

@@ -57,6 +57,18 @@ REMOVAL_MAX_ACCURACY_DROP = 0.05
 REFERENCE_CI_ALPHA = 0.05  # two-sided 95% interval: its upper end is a one-sided 97.5% bound
 DEFAULT_SURROGATES = ("finetune", "prune-30", "prune-50", "prune-70", "quantize-int8", "extract-copycat")
 
+# A key is a few hundred bytes of JSON, but its input_shape and labels decide the memory that
+# regenerating its triggers takes (several times their float32 size at the peak). These limits
+# are checked before anything is generated. Module constants, so a deployment (or a test) can
+# change them.
+MAX_TRIGGERS = 10_000
+MAX_TRIGGER_VALUES = 2**25  # all triggers together: 128 MB as float32 (100 triggers of 3x334x334)
+# A key this small is regenerated and checked against its hash as soon as it is read; a larger
+# one at first use, after its input shape has been checked against the model.
+EAGER_CHECK_VALUES = 2**20
+# Inputs larger than this are dry-run on fake tensors (shapes only) before any real forward pass.
+DRY_RUN_VALUES = 2**16
+
 
 class KeyFileError(DataError):
     """A watermark key file is missing, corrupt, or does not fit the model."""
@@ -138,9 +150,9 @@ class WatermarkKey:
         created: dict[str, Any] | None = None,
     ) -> WatermarkKey:
         """A new key; ``seed=None`` draws a 63-bit secret seed from the OS."""
-        if not isinstance(n_triggers, int) or n_triggers < 10:
+        if not isinstance(n_triggers, int) or not 10 <= n_triggers <= MAX_TRIGGERS:
             raise ConfigError(
-                f"n_triggers must be an integer >= 10, got {n_triggers!r}",
+                f"n_triggers must be an integer in [10, {MAX_TRIGGERS}], got {n_triggers!r}",
                 field="n_triggers",
                 fix="Use 100 (Adi et al.); fewer triggers cannot reach a p-value of 1e-6.",
             )
@@ -157,6 +169,9 @@ class WatermarkKey:
                 f"seed must be >= 0, got {seed}", field="seed", fix="Use a non-negative integer."
             )
         shape = tuple(int(s) for s in input_shape)
+        too_big = _size_problem(n_triggers, shape)
+        if too_big:
+            raise ConfigError(too_big, field="n_triggers", fix="Use fewer triggers, or smaller inputs.")
         b = (float(bounds[0]), float(bounds[1]))
         x = generate_triggers(int(seed), n_triggers, shape, b)
         info = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), **(created or {})}
@@ -258,6 +273,9 @@ class WatermarkKey:
             raise bad(f"n_triggers is {d.get('n_triggers')} but there are {len(labels)} labels")
         if not (isinstance(shape, list) and shape and all(isinstance(s, int) and s > 0 for s in shape)):
             raise bad("input_shape must be a list of positive integers")
+        too_big = _size_problem(len(labels), shape)
+        if too_big:  # before anything is generated: the file alone decides this memory
+            raise bad(too_big)
         if not (
             isinstance(bounds, list)
             and len(bounds) == 2
@@ -284,8 +302,26 @@ class WatermarkKey:
             nonce=nonce,
             created=created,
         )
-        key.triggers()  # checks the digest now, so a corrupt key fails at load time
+        if key.n_triggers * math.prod(key.input_shape) <= EAGER_CHECK_VALUES:
+            key.triggers()  # checks the digest now, so a corrupt key fails at load time
         return key
+
+
+def _size_problem(n_triggers: int, input_shape: Sequence[int]) -> str | None:
+    """Why a trigger set of this size is refused (too many triggers or values), or None."""
+    if n_triggers > MAX_TRIGGERS:
+        return (
+            f"it has {n_triggers} triggers, over the limit of {MAX_TRIGGERS} "
+            "(robustness.watermark.MAX_TRIGGERS)"
+        )
+    values = n_triggers * math.prod(int(s) for s in input_shape)
+    if values > MAX_TRIGGER_VALUES:
+        return (
+            f"input_shape {list(input_shape)} with {n_triggers} triggers is {values:,} values "
+            f"({values * 4 / 2**30:.1f} GB as float32), over the limit of {MAX_TRIGGER_VALUES:,} "
+            "(robustness.watermark.MAX_TRIGGER_VALUES)"
+        )
+    return None
 
 
 def load_key(path: str | Path | WatermarkKey) -> WatermarkKey:
@@ -331,6 +367,17 @@ def check_compatible(
             field="key",
             fix="Load the model with the bounds it was watermarked with (--bounds).",
         )
+    if input_shape is None and math.prod(key.input_shape) > DRY_RUN_VALUES:
+        # No data has shown what the model takes: before generating large triggers (and running
+        # the model on them), ask the model about the shape with fake tensors.
+        why = _dry_run_error(model, key.input_shape)
+        if why is not None:
+            raise KeyFileError(
+                f"the model does not accept the key's trigger inputs of shape {list(key.input_shape)} "
+                f"(a dry run on shapes only failed: {why})",
+                field="key",
+                fix="This key was made for another input shape; use the key made for this model.",
+            )
     x, _ = key.trigger_tensors()
     try:
         model.validate(x)
@@ -353,6 +400,45 @@ def check_compatible(
             field="key",
             fix="Use the key made for this model.",
         )
+
+
+def _dry_run_error(model: ModelUnderTest, input_shape: Sequence[int]) -> str | None:
+    """Why ``model`` rejects a batch of inputs of ``input_shape``, found on fake tensors.
+
+    Fake tensors carry shapes and dtypes only: no memory for the values and no compute, so a
+    key declaring huge inputs costs nothing to check. None when the model accepts the shape, or
+    when fake tensors cannot tell (an operator without a shape function, data-dependent code).
+    """
+    import logging
+
+    import torch
+    from torch._subclasses import fake_tensor as ft
+
+    cannot_tell = (
+        ft.UnsupportedOperatorException,
+        ft.UnsupportedFakeTensorException,
+        ft.DynamicOutputShapeException,
+        ft.DataDependentOutputException,
+    )
+    net = getattr(model.net, "_orig_mod", model.net)  # the network under a torch.compile wrapper
+    log = logging.getLogger("torch._subclasses.fake_tensor")
+    level = log.level
+    log.setLevel(logging.CRITICAL)  # it logs every failed shape function as an error
+    try:
+        with torch.no_grad(), model.evaluating():
+            with ft.FakeTensorMode(allow_non_fake_inputs=True, allow_fallback_kernels=False):
+                net(torch.empty((2, *input_shape), device=model.device))
+    except cannot_tell:
+        return None
+    except Exception as exc:  # noqa: BLE001 - any other failure is the model refusing the shape
+        text = str(exc)
+        if any(c.__name__ in text for c in cannot_tell):  # the same, wrapped by TorchScript
+            return None
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        return f"{type(exc).__name__}: {lines[-1] if lines else ''}"[:300]
+    finally:
+        log.setLevel(level)
+    return None
 
 
 def binomial_p_value(k: int, n: int, p0: float) -> float:

@@ -118,11 +118,31 @@ class ZooEntry:
 
 
 ZOO: dict[str, ZooEntry] = {}
+# Architectures only (no trained weights), added by plug-ins with register_architecture.
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {}
 
 
 def register(entry: ZooEntry) -> ZooEntry:
+    """Add a trained model: ``zoo:NAME`` then loads it, and model folders may name its architecture."""
     ZOO[entry.name] = entry
     return entry
+
+
+def register_architecture(name: str, factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Let model folders name ``zoo:NAME`` for ``factory`` without ``--trust-model``.
+
+    For plug-ins: a folder's ``model.json`` comes from whoever sent the folder, so it may only name
+    code the user already runs. Registering is the user's (or the plug-in's) act of trust in
+    ``factory``; the folder then names the short name, and its ``kwargs`` are passed to it.
+    """
+    if not isinstance(name, str) or not name or ":" in name or name != name.strip():
+        raise ValueError(f"architecture name must be a non-empty string without ':', got {name!r}")
+    if not callable(factory):
+        raise TypeError(f"factory for {name!r} must be callable, got {type(factory).__name__}")
+    if name in ZOO or ARCHITECTURES.get(name, factory) is not factory:
+        raise ValueError(f"the architecture name {name!r} is already taken")
+    ARCHITECTURES[name] = factory
+    return factory
 
 
 register(
@@ -153,17 +173,48 @@ def cache_dir() -> Path:
 
 def entry(name: str) -> ZooEntry:
     if name not in ZOO:
+        archs = f" (architectures only: {', '.join(sorted(ARCHITECTURES))})" if ARCHITECTURES else ""
         raise ModelError(
             f"unknown zoo model {name!r}",
             field="model",
-            fix=f"Use one of: {', '.join('zoo:' + n for n in sorted(ZOO))} (see 'robustness models').",
+            fix=f"Use one of: {', '.join('zoo:' + n for n in sorted(ZOO))} (see 'robustness models'){archs}.",
         )
     return ZOO[name]
 
 
-def architecture(name: str) -> nn.Module:
-    """A fresh, untrained instance of a zoo model's architecture."""
-    return entry(name).architecture()
+def builtin_factory_paths() -> set[str]:
+    """``module:qualname`` of every built-in or registered architecture's factory.
+
+    A folder written by ``robustness harden --model robustness.zoo:digits_cnn`` names the factory
+    by its import path; it is the same code as ``zoo:digits-cnn``, so it is as safe to call.
+    """
+    factories = [e.architecture for e in ZOO.values()] + list(ARCHITECTURES.values())
+    paths = set()
+    for f in factories:
+        module, qualname = getattr(f, "__module__", None), getattr(f, "__qualname__", None)
+        if module and qualname and "<" not in qualname:  # not a lambda or a local function
+            paths.add(f"{module}:{qualname}")
+    return paths
+
+
+def architecture(name: str, kwargs: dict[str, Any] | None = None) -> nn.Module:
+    """A fresh, untrained instance of a zoo model's (or a registered) architecture."""
+    factory = ARCHITECTURES[name] if name in ARCHITECTURES else entry(name).architecture
+    try:
+        module = factory(**(kwargs or {}))
+    except Exception as exc:  # noqa: BLE001 - a plug-in's factory, or kwargs from a model card
+        raise ModelError(
+            f"building the architecture zoo:{name} failed: {type(exc).__name__}: {exc}",
+            field="model",
+            fix="Check the kwargs in model.json against the architecture's factory.",
+        ) from exc
+    if not isinstance(module, nn.Module):
+        raise ModelError(
+            f"the architecture zoo:{name} returned {type(module).__name__}, not a torch.nn.Module",
+            field="model",
+            fix="Register a factory that returns an nn.Module.",
+        )
+    return module
 
 
 def load(name: str) -> tuple[nn.Module, dict[str, Any]]:

@@ -49,7 +49,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def parse_params(items: list[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` strings to a dict; values are JSON when they parse as JSON, else strings."""
+    """``KEY=VALUE`` strings to a dict; values are JSON when they parse as JSON, else strings.
+
+    Types are not checked here but where every attack is built (``attacks.base.check_param_types``),
+    so ``--param steps=abc`` and ``steps: abc`` in a config get the same error.
+    """
     from robustness.errors import UsageError
 
     out: dict[str, Any] = {}
@@ -69,17 +73,21 @@ def parse_params(items: list[str]) -> dict[str, Any]:
         else:
             try:
                 value = json.loads(low)
-            except json.JSONDecodeError:
+            except ValueError:  # not JSON (or an integer of thousands of digits): the string itself
                 value = raw
         out[key] = value
     return out
 
 
 def build_attack(name: str, params: dict[str, Any], *, steps: int | None, restarts: int | None):
-    """The attack ``name`` with ``params``; ``steps``/``restarts`` only where the attack has them."""
+    """The attack ``name`` with ``params``; ``steps``/``restarts`` only where the attack has them.
+
+    An error about one parameter names the flag it came from (``--param steps``, ``--steps``).
+    """
     from attacks.registry import available, get_attack
     from robustness.errors import AttackError, UsageError
 
+    flags = {key: f"--param {key}" for key in params}
     params = dict(params)
     cls = available().get(name)
     for flag, key, value in (("--steps", "steps", steps), ("--restarts", "restarts", restarts)):
@@ -97,7 +105,13 @@ def build_attack(name: str, params: dict[str, Any], *, steps: int | None, restar
                 fix=f"Drop {flag}; the parameters of {name!r} are: {known} (set them with --param KEY=VALUE).",
             )
         params[key] = value
-    return get_attack(name, **params)
+        flags[key] = flag
+    try:
+        return get_attack(name, **params)
+    except AttackError as exc:
+        if exc.field in flags:
+            raise AttackError(exc.message, field=flags[exc.field], fix=exc.fix) from None
+        raise
 
 
 def result_rows(results: list, model, data, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -155,19 +169,48 @@ def save_npz(path: str, results: list, data) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def check_save_path(path: str) -> None:
+    """``--save``: an .npz file that can be written, checked before anything runs."""
+    import os
+    from pathlib import Path
+
+    from robustness.errors import UsageError
+
+    p = Path(path)
+    if not str(path).endswith(".npz"):
+        raise UsageError(
+            f"--save must name an .npz file, got {path!r}", field="--save", fix="Use e.g. adv.npz."
+        )
+    folder = p.parent
+    try:
+        if p.is_dir():
+            raise UsageError(f"{p} is a folder", field="--save", fix="Name a file inside it, e.g. adv.npz.")
+        if not folder.is_dir():
+            raise UsageError(
+                f"the folder {folder} does not exist" if not folder.exists() else f"{folder} is not a folder",
+                field="--save",
+                fix="Create the folder first, or save to an existing one.",
+            )
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise UsageError(
+                f"the folder {folder} is not writable", field="--save", fix="Save to a folder you can write."
+            )
+    except OSError as exc:
+        raise UsageError(f"cannot save to {p}: {exc}", field="--save") from None
+
+
 def cmd_attack(args: argparse.Namespace) -> int:
     from robustness.errors import UsageError
-    from robustness.threat import check_eps, check_norm
+    from robustness.threat import check_eps, check_norm, refuse_duplicate_eps
 
     if args.batch_size <= 0:
         raise UsageError(
             f"--batch-size must be > 0, got {args.batch_size}", field="--batch-size", fix="Use e.g. 256."
         )
-    if args.save and not str(args.save).endswith(".npz"):
-        raise UsageError(
-            f"--save must name an .npz file, got {args.save!r}", field="--save", fix="Use e.g. adv.npz."
-        )
+    if args.save:
+        check_save_path(args.save)
     norm = check_norm(args.norm, field="--norm")
+    refuse_duplicate_eps(args.eps, field="--eps")  # the rest of --eps needs the model's bounds
     params = parse_params(args.param)
     attack = build_attack(args.attack, params, steps=args.steps, restarts=args.restarts)
     # Cheap checks before loading anything heavy.

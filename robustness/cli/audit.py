@@ -10,6 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
+
+from robustness.cli.common import threads_arg
 
 EXIT_CODES = {"pass": 0, "fail": 1, "unreliable": 3}
 
@@ -43,6 +46,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="seed (overrides seed)")
     p.add_argument(
         "--batch-size", type=int, metavar="B", help="samples per attack batch (overrides data.batch_size)"
+    )
+    p.add_argument(
+        "--threads",
+        type=threads_arg,
+        metavar="N",
+        help="CPU threads for the model: auto or a count (overrides threads)",
     )
     p.add_argument(
         "--format",
@@ -91,6 +100,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         precision=args.precision,
         seed=args.seed,
         batch_size=args.batch_size,
+        threads=args.threads,
         formats=args.formats,
         output_dir=args.output,
         restart=args.restart,
@@ -98,10 +108,40 @@ def cmd_audit(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         command_line=command_line(),
     )
-    if dist.is_main:
-        _print_summary(results, quiet=args.quiet)
     code = EXIT_CODES[results["verdict"]]
+    if dist.is_main:
+        _check_results_written(results)
+        try:
+            _print_summary(results, quiet=args.quiet)
+            sys.stdout.flush()
+        except BrokenPipeError:  # the reader of stdout left ('| head -1'): results.json and the verdict stand
+            from robustness.cli import silence_stdout
+
+            silence_stdout()
     return 0 if args.exit_zero else code
+
+
+def _check_results_written(results: dict) -> None:
+    """Raise unless this run's results.json is on disk: a verdict without it must never exit 0."""
+    from robustness.errors import OutputError
+    from robustness.results import RESULTS_FILE
+
+    path = Path(results["config"]["output"]["dir"]) / RESULTS_FILE
+    try:
+        on_disk = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        on_disk = None
+    # created (to the second) and the total time (to the millisecond) tell this run's file from an older one
+    mine = isinstance(on_disk, dict) and all(
+        on_disk.get(key) == results.get(key) for key in ("created", "timing", "verdict")
+    )
+    if not mine:
+        raise OutputError(
+            f"the audit ended without writing its results to {path} (missing, unreadable or from "
+            "another run), so its verdict cannot be trusted",
+            field="output.dir",
+            fix="Rerun the audit; if this happens again, rerun with --debug and report it.",
+        )
 
 
 def _config_device(path: str) -> str:
@@ -141,10 +181,13 @@ def _print_summary(results: dict, *, quiet: bool) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from robustness.config import check_config, load_config
+    from robustness.config import check_config, check_inputs, load_config
 
     cfg = load_config(args.config)
     attacks = check_config(cfg)
+    # What the audit checks when it starts (files exist, output folder usable): "valid" means
+    # the audit will start. Nothing is loaded or trained.
+    check_inputs(cfg)
     if args.json:
         json.dump(
             {**cfg.model_dump(mode="json"), "resolved_attacks": [a.model_dump() for a in attacks]},

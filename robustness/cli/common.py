@@ -22,7 +22,8 @@ def add_model_options(p: argparse.ArgumentParser, *, required: bool = True) -> N
     g.add_argument(
         "--trust-model",
         action="store_true",
-        help="allow unpickling a whole pickled nn.Module (runs code from the file; only for trusted files)",
+        help="run code the model names or carries: a pickled nn.Module, a torch.export file with pickled "
+        "entries, a model folder naming a non-built-in factory (only for models from a trusted source)",
     )
     g.add_argument(
         "--bounds", nargs=2, type=float, metavar=("LOW", "HIGH"), help="input bounds (default 0 1)"
@@ -41,6 +42,27 @@ def add_model_options(p: argparse.ArgumentParser, *, required: bool = True) -> N
         "--channels-last", action="store_true", help="NHWC memory layout (faster convolutions on GPU)"
     )
     g.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on long runs)")
+    g.add_argument(
+        "--threads",
+        type=threads_arg,
+        default="auto",
+        metavar="N",
+        help="CPU threads for the model (default auto: 1 for a model whose batch pass is tiny, else the "
+        "free cores)",
+    )
+
+
+def threads_arg(text: str) -> int | str:
+    """argparse type of ``--threads``: ``auto`` or a positive integer."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 1024:
+        raise argparse.ArgumentTypeError(f"must be auto or an integer from 1 to 1024, got {text[:30]!r}")
+    return value
 
 
 def add_data_options(p: argparse.ArgumentParser, *, required: bool = True) -> None:
@@ -52,7 +74,26 @@ def add_data_options(p: argparse.ArgumentParser, *, required: bool = True) -> No
         help="builtin:digits, builtin:digits:train, file.npz (x, y), or package.module:callable",
     )
     g.add_argument("--n-examples", type=int, metavar="N", help="evaluate a reproducible subset of N samples")
-    g.add_argument("--seed", type=int, default=0, help="seed for the subset and the attacks (default 0)")
+    g.add_argument(
+        "--seed",
+        type=seed_arg,
+        default=0,
+        help="seed for the subset and the attacks (0 to 2^32-1; default 0)",
+    )
+
+
+def seed_arg(text: str) -> int:
+    """argparse type of ``--seed``: an integer in the range every seed of the tool takes."""
+    from robustness.config import SEED_MAX, seed_problem
+
+    try:
+        value = int(text)
+    except ValueError:  # not an integer, or one of thousands of digits
+        value = None
+    if value is None or seed_problem(value):
+        shown = text if len(text) <= 30 else text[:20] + "..."
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to {SEED_MAX}, got {shown!r}")
+    return value
 
 
 def load_model_from_args(args: argparse.Namespace):
@@ -82,11 +123,16 @@ def load_data_from_args(args: argparse.Namespace, model):
         n_examples=args.n_examples,
         seed=args.seed,
         bounds=model.bounds,
-        num_classes=model.num_classes,
+        model_outputs=model.num_classes,
     )
     model.validate(data.x)
     if data.num_classes != model.num_classes:  # the model's class count was unknown until validate()
-        data = validate_dataset(data, bounds=model.bounds, num_classes=model.num_classes)
+        data = validate_dataset(data, bounds=model.bounds, model_outputs=model.num_classes)
+    threads = getattr(args, "threads", "auto")
+    if threads != "auto" or model.device.type == "cpu":
+        from robustness.threads import apply_threads, batch_pass_probe
+
+        apply_threads(threads, batch_pass_probe(model, data.x, getattr(args, "batch_size", None) or 128))
     return data
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from robustness.cli.common import seed_arg
+
 INIT_HELP = (
     "where the weights start: 'scratch' (freshly initialised, seeded) or 'weights' (fine-tune the given "
     "weights). Default 'auto': zoo:NAME and a factory without --weights mean an architecture trained from "
@@ -36,6 +38,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--weights", metavar="FILE", help="weights for a factory spec (.safetensors or state-dict .pt)"
     )
     g.add_argument("--init", choices=("auto", "scratch", "weights"), default="auto", help=INIT_HELP)
+    g.add_argument(
+        "--trust-model",
+        action="store_true",
+        help="allow a model folder whose model.json names a factory that is not built in (imports and "
+        "calls it: only for folders from a trusted source)",
+    )
     g.add_argument(
         "--bounds", nargs=2, type=float, metavar=("LOW", "HIGH"), help="input bounds (default 0 1)"
     )
@@ -86,7 +94,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="craft training examples with the network in train mode (default: eval mode for batch-norm)",
     )
-    t.add_argument("--seed", type=int, default=0, help="seed for initialisation, data order and attacks")
+    t.add_argument("--seed", type=seed_arg, default=0, help="seed for initialisation, data order and attacks")
     t.add_argument("--amp", default="off", help="mixed precision on CUDA: bf16, fp16 or off (default off)")
 
     o = p.add_argument_group("output")
@@ -103,7 +111,7 @@ def resolve_start(args: argparse.Namespace) -> dict[str, Any]:
     from pathlib import Path
 
     from robustness.errors import ModelError, UsageError
-    from robustness.model import MODEL_CARD
+    from robustness.model import MODEL_CARD, check_folder_architecture
 
     spec = args.model
     if spec.startswith("zoo:"):
@@ -134,6 +142,8 @@ def resolve_start(args: argparse.Namespace) -> dict[str, Any]:
                 fix="Point at a folder written by 'robustness harden'.",
             )
         card = json.loads(card_path.read_text())
+        # The card is data from whoever sent the folder: its factory runs only when built in or trusted.
+        check_folder_architecture(card.get("architecture"), trust_model=args.trust_model, source=card_path)
         init = "weights" if args.init == "auto" else args.init
         return {
             "architecture": card["architecture"],
@@ -185,7 +195,7 @@ def build_module(start: dict[str, Any], args: argparse.Namespace, seed: int):
     from pathlib import Path
 
     if Path(spec).is_dir():
-        return load_model_dir(Path(spec))[0]
+        return load_model_dir(Path(spec), trust_model=args.trust_model)[0]
     module = build_architecture(start["architecture"])
     load_weights(module, args.weights)
     return module

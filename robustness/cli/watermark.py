@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from robustness.cli.common import add_model_options, load_model_from_args, print_json
+from robustness.cli.common import add_model_options, load_model_from_args, print_json, seed_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--key-out", required=True, metavar="KEY", help="where to write the secret key (JSON)")
     e.add_argument("--output", "-o", required=True, metavar="DIR", help="folder for the marked model")
     e.add_argument("--n-triggers", type=int, default=100, metavar="K", help="trigger-set size (default 100)")
-    e.add_argument("--seed", type=int, metavar="S", help="secret key seed (default: drawn from the OS)")
+    e.add_argument("--seed", type=seed_arg, metavar="S", help="secret key seed (default: drawn from the OS)")
     e.add_argument("--epochs", type=int, default=8, metavar="N", help="fine-tuning epochs (default 8)")
     e.add_argument(
         "--lr", type=float, default=2e-3, help="Adam learning rate, cosine schedule (default 2e-3)"

