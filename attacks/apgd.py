@@ -30,8 +30,8 @@ from attacks.base import Attack, AttackContext
 from attacks.losses import ce_loss, dlr_loss
 from attacks.registry import register
 from attacks.steps import ascent_direction
-from robustness.errors import AttackError
-from robustness.threat import lp_norm
+from robustness.core.errors import AttackError
+from robustness.core.threat import lp_norm
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from attacks.base import Attack, AttackContext
-from robustness.errors import AttackError
+from robustness.core.errors import AttackError
 
 _NORMS = {"linf": "inf", "l2": 2, "l1": 1}
 _EXAMPLES = (

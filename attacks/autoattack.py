@@ -30,7 +30,7 @@ import torch
 
 from attacks.base import Attack, AttackContext, AttackResult
 from attacks.registry import get_attack, register
-from robustness.errors import AttackError
+from robustness.core.errors import AttackError
 
 STANDARD_COMPONENTS = ("apgd-ce", "apgd-t", "fab", "square")
 KNOWN_COMPONENTS = ("apgd-ce", "apgd-dlr", "apgd-t", "fab", "square")

@@ -21,9 +21,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from robustness.errors import AttackError
-from robustness.model import ModelUnderTest, load_model
-from robustness.threat import check_eps, check_norm, clip_to_ball_and_bounds, lp_norm
+from robustness.core.errors import AttackError
+from robustness.core.model import ModelUnderTest, load_model
+from robustness.core.threat import check_eps, check_norm, clip_to_ball_and_bounds, lp_norm
 
 TARGET_MODES = ("random", "least-likely")
 # Steps between removals of broken samples from an attack's batch on CUDA: deciding to shrink the
@@ -137,7 +137,7 @@ class AttackResult:
         return int(self.robust.sum()) / self.n if self.n else 0.0
 
     def summary(self) -> dict[str, Any]:
-        from robustness.metrics import clopper_pearson
+        from robustness.core.metrics import clopper_pearson
 
         k = int(self.robust.sum())
         return {
@@ -329,7 +329,7 @@ class Attack:
     ) -> AttackResult | list[AttackResult]:
         """Attack ``x`` (labels ``y``) at each eps; see the class docstring.
 
-        ``dist``: a :class:`robustness.distributed.DistContext` to share the batches out over the
+        ``dist``: a :class:`robustness.core.distributed.DistContext` to share the batches out over the
         ranks of a torchrun launch (every rank passes the same ``x``, ``y`` and arguments, and every
         rank gets the full result, equal to a single process's). Default: one process.
         """
@@ -408,7 +408,7 @@ class Attack:
         batch_size: int,
         dist: Any = None,
     ) -> list[AttackResult]:
-        from robustness.distributed import SINGLE
+        from robustness.core.distributed import SINGLE
 
         dist = dist if dist is not None else SINGLE
         dev = mut.device

@@ -33,8 +33,8 @@ from torch import nn
 
 from attacks.base import Attack, AttackContext
 from attacks.registry import get_attack, register
-from robustness.errors import AttackError
-from robustness.model import ModelUnderTest, import_object, load_model
+from robustness.core.errors import AttackError
+from robustness.core.model import ModelUnderTest, import_object, load_model
 
 Fn = Callable[[torch.Tensor], torch.Tensor]
 

@@ -18,7 +18,7 @@ import torch
 
 from attacks.base import Attack, AttackContext
 from attacks.registry import register
-from robustness.errors import AttackError
+from robustness.core.errors import AttackError
 
 # Inputs at the bounds start at atanh(+-(1 - margin)).
 _TANH_MARGIN = 1e-6

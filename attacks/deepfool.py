@@ -16,7 +16,7 @@ import torch
 
 from attacks.base import Attack, AttackContext
 from attacks.registry import register
-from robustness.errors import AttackError
+from robustness.core.errors import AttackError
 
 
 @register

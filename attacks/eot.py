@@ -22,7 +22,7 @@ import torch
 
 from attacks.base import Attack, AttackContext
 from attacks.registry import get_attack, register
-from robustness.errors import AttackError
+from robustness.core.errors import AttackError
 
 
 class _EOTContext(AttackContext):

@@ -26,8 +26,8 @@ import torch
 
 from attacks.base import Attack, AttackContext
 from attacks.registry import register
-from robustness.errors import AttackError
-from robustness.threat import lp_norm
+from robustness.core.errors import AttackError
+from robustness.core.threat import lp_norm
 
 
 def project_on_hyperplane_box(

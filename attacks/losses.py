@@ -39,7 +39,7 @@ LOSSES = {"ce": ce_loss, "margin": margin_loss, "dlr": dlr_loss}
 
 
 def get_loss(name: str):
-    from robustness.errors import AttackError
+    from robustness.core.errors import AttackError
 
     if name not in LOSSES:
         raise AttackError(f"unknown loss {name!r}", field="loss", fix=f"Use one of: {', '.join(LOSSES)}.")

@@ -15,8 +15,8 @@ import torch
 
 from attacks.base import Attack, AttackContext
 from attacks.registry import register
-from robustness.errors import AttackError
-from robustness.threat import random_in_ball
+from robustness.core.errors import AttackError
+from robustness.core.threat import random_in_ball
 
 # Upper bound on samples per forward pass when several draws are stacked into one batch.
 _MAX_ROWS = 4096

@@ -14,8 +14,8 @@ from attacks.base import Attack, AttackContext
 from attacks.losses import get_loss
 from attacks.registry import register
 from attacks.steps import ascent_direction
-from robustness.errors import AttackError
-from robustness.threat import random_in_ball
+from robustness.core.errors import AttackError
+from robustness.core.threat import random_in_ball
 
 
 @register

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from attacks.base import Attack
-from robustness.errors import AttackError
+from robustness.core.errors import AttackError
 
 _REGISTRY: dict[str, type[Attack]] = {}
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from attacks.base import Attack, AttackContext
 from attacks.registry import register
-from robustness.errors import AttackError
+from robustness.core.errors import AttackError
 
 # The published schedule for 10,000 iterations: (upper iteration bound, divisor of p_init).
 _P_SCHEDULE = (

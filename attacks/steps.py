@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from robustness.threat import lp_norm
+from robustness.core.threat import lp_norm
 
 
 def _shape(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

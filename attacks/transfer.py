@@ -8,7 +8,7 @@ surrogate, so every sample gets the full budget: examples that barely cross the
 surrogate's boundary rarely transfer, high-loss ones often do.
 
 ``surrogate`` is a model spec (``zoo:NAME``, a file, ``package.module:callable``), a
-:class:`~robustness.model.ModelUnderTest` or an ``nn.Module``; it is placed on the
+:class:`~robustness.core.model.ModelUnderTest` or an ``nn.Module``; it is placed on the
 target's device and used with the target's bounds (a spec's own normalisation is kept).
 """
 
@@ -21,8 +21,8 @@ from torch import nn
 
 from attacks.base import Attack, AttackContext, _Counter
 from attacks.registry import get_attack, register
-from robustness.errors import AttackError
-from robustness.model import ModelUnderTest, load_model
+from robustness.core.errors import AttackError
+from robustness.core.model import ModelUnderTest, load_model
 
 
 class _SurrogateContext(AttackContext):

@@ -43,7 +43,7 @@ os.environ.setdefault("ROBUSTNESS_CACHE", str(REPO / ".cache" / "zoo"))
 from resultsfile import write_section  # noqa: E402 - bench/resultsfile.py
 
 from attacks.registry import get_attack  # noqa: E402
-from robustness.model import ModelUnderTest, load_model  # noqa: E402
+from robustness.core.model import ModelUnderTest, load_model  # noqa: E402
 
 STEPS = 20
 
@@ -78,7 +78,7 @@ class VGGish(nn.Module):
 
 
 def digits_workload(device: str) -> dict[str, Any]:
-    from robustness.data import load_data
+    from robustness.core.data import load_data
 
     mut = load_model("zoo:digits-cnn", device=device)
     data = load_data("builtin:digits")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 def write_section(path: Path, section: str) -> None:
     """Replace the section with the same '## ' heading in ``path`` (or append it); keep the rest."""
-    from robustness.io import atomic_write_text
+    from robustness.core.io import atomic_write_text
 
     heading = section.splitlines()[0]
     text = path.read_text() if path.exists() else "# Benchmark results\n"

@@ -400,7 +400,7 @@ def floor_run(net: nn.Module, x: torch.Tensor, y: torch.Tensor, bs: int, steps: 
 
 def run_gpu(args: argparse.Namespace) -> None:
     from attacks.registry import get_attack
-    from robustness.model import ModelUnderTest
+    from robustness.core.model import ModelUnderTest
 
     t_start = time.perf_counter()
     dev = torch.device(args.device)  # cpu only to check this script without a GPU (tiny --n)

@@ -63,7 +63,7 @@ def art_pgd_at(epochs: int, device: str, train) -> tuple[object, float]:
     from art.defences.trainer import AdversarialTrainerMadryPGD
     from art.estimators.classification import PyTorchClassifier
 
-    from robustness.model import ModelUnderTest
+    from robustness.core.model import ModelUnderTest
     from robustness.zoo import DigitsCNN
 
     torch.manual_seed(0)
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    from robustness.data import load_data
+    from robustness.core.data import load_data
 
     # Ours hold out 10% of the train split for validation; ART trains on the same 90%.
     train_full = load_data("builtin:digits:train")

@@ -54,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     from defenses.watermark import embed_watermark
-    from robustness.data import load_data
-    from robustness.model import load_model
+    from robustness.core.data import load_data
+    from robustness.core.model import load_model
     from robustness.watermark import WatermarkKey, survival_table, verify
     from robustness.zoo import train_digits_cnn
 

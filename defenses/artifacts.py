@@ -2,7 +2,7 @@
 
 ``model.safetensors`` (weights), ``model.json`` (the model card: architecture to rebuild it,
 bounds, mean/std, classes, training config, data spec and hash, final metrics, tool version)
-and ``training_curve.png``. The card is the format :func:`robustness.model.load_model_dir` reads.
+and ``training_curve.png``. The card is the format :func:`robustness.core.model.load_model_dir` reads.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustness.io import atomic_write, atomic_write_json, sha256_file
-from robustness.model import MODEL_CARD
+from robustness.core.io import atomic_write, atomic_write_json, sha256_file
+from robustness.core.model import MODEL_CARD
 
 WEIGHTS = "model.safetensors"
 CURVE = "training_curve.png"

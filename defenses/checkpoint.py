@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from robustness.errors import UsageError
-from robustness.io import atomic_write
+from robustness.core.errors import UsageError
+from robustness.core.io import atomic_write
 
 CHECKPOINT = "checkpoint.pt"
 FORMAT = 1

@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from robustness.errors import ConfigError
+from robustness.core.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "onecycle", "cyclic", "constant")
@@ -72,7 +72,7 @@ class TrainConfig:
     def resolved(self, bounds: tuple[float, float] = (0.0, 1.0)) -> TrainConfig:
         """Validate and fill in the method's defaults; raises :class:`ConfigError` naming the bad field."""
         from defenses.objective import get_objective_class
-        from robustness.threat import check_eps, check_norm
+        from robustness.core.threat import check_eps, check_norm
 
         obj = get_objective_class(self.method)
         _positive_int(self.epochs, "epochs")

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from robustness.errors import ConfigError
+from robustness.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from defenses.config import TrainConfig
     from defenses.trainer import Trainer
-    from robustness.model import ModelUnderTest
+    from robustness.core.model import ModelUnderTest
 
 # The built-in methods, in the order the CLI lists them, and the module that defines each.
 BUILTIN = {

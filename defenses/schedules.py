@@ -14,7 +14,7 @@ def build_optimizer(module: nn.Module, config: TrainConfig) -> torch.optim.Optim
     """SGD with momentum, or Adam (L2 weight decay, as ``torch.optim.Adam``)."""
     params = [p for p in module.parameters() if p.requires_grad]
     if not params:
-        from robustness.errors import ModelError
+        from robustness.core.errors import ModelError
 
         raise ModelError(
             "the model has no trainable parameters (every parameter has requires_grad=False)",

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 
 from attacks.steps import ascent_direction
 from defenses.objective import Objective, register_objective
-from robustness.model import ModelUnderTest
-from robustness.threat import clip_to_ball_and_bounds
+from robustness.core.model import ModelUnderTest
+from robustness.core.threat import clip_to_ball_and_bounds
 
 
 def kl_to_clean(logits_adv: torch.Tensor, p_clean: torch.Tensor) -> torch.Tensor:

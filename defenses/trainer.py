@@ -11,7 +11,7 @@ Determinism: on CPU, the same config, data and initial weights give bit-identica
 interrupted and resumed or not. Every random draw comes from a generator whose state is in
 the checkpoint: the data order, the objective's own (random starts), and the global ones.
 
-Several processes (``torchrun``, see :mod:`robustness.distributed`): the model is wrapped in
+Several processes (``torchrun``, see :mod:`robustness.core.distributed`): the model is wrapped in
 DistributedDataParallel and every rank draws the same global batches; rank ``r`` trains on
 rows ``r, r + world, ...`` of each, its loss weighted by its share so that the averaged
 gradient is the gradient of the global batch's mean loss (equal to the single-process run's up
@@ -39,11 +39,11 @@ from defenses import artifacts, checkpoint
 from defenses.config import TrainConfig
 from defenses.objective import Objective, get_objective_class
 from defenses.schedules import build_optimizer, build_scheduler, per_step
-from robustness.data import Dataset
-from robustness.distributed import DistContext, current
-from robustness.errors import ConfigError, UsageError
-from robustness.io import atomic_write_json, atomic_write_text
-from robustness.model import ModelUnderTest
+from robustness.core.data import Dataset
+from robustness.core.distributed import DistContext, current
+from robustness.core.errors import ConfigError, UsageError
+from robustness.core.io import atomic_write_json, atomic_write_text
+from robustness.core.model import ModelUnderTest
 
 RUN_FILE = "run.json"
 # The whole training set is moved to the GPU once when it is at most this large (no per-batch copies).
@@ -91,7 +91,7 @@ class Trainer:
         echo: Callable[[str], None] | None = None,
         dist: DistContext | None = None,
     ) -> None:
-        # The ranks of a torchrun launch (set up by the CLI with robustness.distributed.init_from_env);
+        # The ranks of a torchrun launch (set up by the CLI with robustness.core.distributed.init_from_env);
         # a single process otherwise.
         self.dist = dist if dist is not None else current()
         self.mut = ModelUnderTest(
@@ -444,7 +444,7 @@ class Trainer:
 
     def _check_architecture(self) -> None:
         """The model card must rebuild this module: fail before training, not when loading."""
-        from robustness.model import build_architecture
+        from robustness.core.model import build_architecture
 
         try:
             rebuilt = build_architecture(self.architecture)

@@ -22,10 +22,10 @@ import torch
 
 from defenses.config import TrainConfig
 from defenses.trainer import Trainer
-from robustness.data import Dataset
-from robustness.errors import ConfigError
-from robustness.io import atomic_write_json
-from robustness.model import MODEL_CARD, ModelUnderTest
+from robustness.core.data import Dataset
+from robustness.core.errors import ConfigError
+from robustness.core.io import atomic_write_json
+from robustness.core.model import MODEL_CARD, ModelUnderTest
 from robustness.watermark import (
     DEFAULT_ALPHA,
     DEFAULT_N_TRIGGERS,

@@ -27,7 +27,7 @@ NOT_RENDERED = {"json"}
 
 def canonical_format(name: str) -> str:
     """'markdown' -> 'md'; raise UsageError for an unknown format."""
-    from robustness.errors import UsageError
+    from robustness.core.errors import UsageError
 
     f = ALIASES.get(name.lower(), name.lower())
     if f not in RENDERERS and f not in NOT_RENDERED:

@@ -161,6 +161,6 @@ def to_xml(results: dict[str, Any]) -> str:
 
 def render(results: dict[str, Any], path: str | Path) -> Path:
     """Write junit.xml atomically."""
-    from robustness.io import atomic_write_text
+    from robustness.core.io import atomic_write_text
 
     return atomic_write_text(path, to_xml(results))

@@ -193,7 +193,7 @@ def _is_eps_gate(g: dict[str, Any], results: dict[str, Any]) -> bool:
 
 def render(results: dict[str, Any], path: str | Path) -> Path:
     """Write summary.md atomically."""
-    from robustness.io import atomic_write_text
+    from robustness.core.io import atomic_write_text
 
     return atomic_write_text(path, to_markdown(results))
 

@@ -826,7 +826,7 @@ def render_pdf_bytes(results: dict[str, Any], source: Path | None = None) -> byt
 
 def render(results: dict[str, Any], path: str | Path, *, source: str | Path | None = None) -> Path:
     """Write the PDF report atomically to ``path``."""
-    from robustness.io import atomic_write_bytes
+    from robustness.core.io import atomic_write_bytes
 
     data = render_pdf_bytes(results, Path(source) if source is not None else None)
     return atomic_write_bytes(path, data)

@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from robustness.errors import RobustnessError, UsageError
+from robustness.core.errors import RobustnessError, UsageError
 
 SUPPORTED_SCHEMA = ("1.",)  # any 1.x: minor versions only add keys
 
@@ -125,7 +125,7 @@ def validate_results(results: dict[str, Any], where: str = "results.json") -> No
     [0, 1], intervals ``[low, high]`` inside [0, 1] that contain their estimate, counts that are
     non-negative integers (``n_robust <= n``, accuracy equal to the counts' ratio), robust
     accuracy not above clean accuracy nor rising with eps, the verdict one of
-    :data:`robustness.gates.VERDICTS` and consistent with the gates and checks, and check
+    :data:`robustness.core.verdict.VERDICTS` and consistent with the gates and checks, and check
     statuses one of :data:`CHECK_STATUSES`. Raises :class:`ResultsError` (field = the path,
     e.g. ``robust[2].accuracy``).
     """
@@ -330,7 +330,7 @@ class _Validator:
                 self.count(s["k"], f"{path}.k")
 
     def verdict(self, results: dict[str, Any]) -> None:
-        from robustness.gates import VERDICTS, verdict
+        from robustness.core.verdict import VERDICTS, verdict
 
         v = results["verdict"]
         if v not in VERDICTS:

@@ -12,12 +12,12 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load_model": "robustness.model",
-    "ModelUnderTest": "robustness.model",
-    "load_data": "robustness.data",
-    "Dataset": "robustness.data",
-    "ThreatModel": "robustness.threat",
-    "RobustnessError": "robustness.errors",
+    "load_model": "robustness.core.model",
+    "ModelUnderTest": "robustness.core.model",
+    "load_data": "robustness.core.data",
+    "Dataset": "robustness.core.data",
+    "ThreatModel": "robustness.core.threat",
+    "RobustnessError": "robustness.core.errors",
 }
 
 __all__ = ["__version__", *_LAZY]

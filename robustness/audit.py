@@ -16,7 +16,7 @@ large eps). Adversarial examples a check attack finds are real: they are folded 
 per-sample worst case (``broken_by: "check:..."``), so the reported robust accuracy is
 never higher than what any attack of the run found.
 
-Under ``torchrun`` (see :mod:`robustness.distributed`) the batches of each stage are shared out
+Under ``torchrun`` (see :mod:`robustness.core.distributed`) the batches of each stage are shared out
 (rank ``r`` runs batches ``r, r + world, ...``, each with its own position-derived seed) and every
 rank gathers all outcomes before the next stage, so every rank follows the same path and the
 numbers equal a single process's. Rank 0 alone reads and writes the checkpoint's shared records
@@ -46,11 +46,11 @@ from robustness.config import (
     default_large_eps,
     load_config,
 )
-from robustness.data import check_labels_fit_model
-from robustness.distributed import DistContext, current
+from robustness.core.data import check_labels_fit_model
+from robustness.core.distributed import DistContext, current
+from robustness.core.runlock import RunLock
+from robustness.core.threads import apply_threads, batch_pass_probe
 from robustness.progress import Progress, choose_mode
-from robustness.runlock import RunLock
-from robustness.threads import apply_threads, batch_pass_probe
 
 # Budgets of the attacks the checks add (per sample).
 CHECK_SQUARE = {"n_queries": 1000}
@@ -172,7 +172,7 @@ class AuditRunner:
 
     # -- setup -----------------------------------------------------------------------------
     def _load_model(self) -> Any:
-        from robustness.model import load_model
+        from robustness.core.model import load_model
 
         m = self.cfg.model
         # A model object passed to run_audit (ModelUnderTest or nn.Module) replaces the spec;
@@ -191,7 +191,7 @@ class AuditRunner:
         )
 
     def _load_data(self, mut: Any) -> Any:
-        from robustness.data import load_data
+        from robustness.core.data import load_data
 
         d = self.cfg.data
         spec = self._data_obj if self._data_obj is not None else d.spec
@@ -288,7 +288,7 @@ class AuditRunner:
         # Rank 0's predictions everywhere: every rank must attack the same set of samples.
         clean_pred = dist.main_only(clean_predictions)
         self.clean_pred = clean_pred
-        from robustness.metrics import classification_metrics
+        from robustness.core.metrics import classification_metrics
 
         clean = classification_metrics(self.y.numpy(), clean_pred.numpy(), int(mut.num_classes))
         clean["ci"] = clean["accuracy_ci"]
@@ -383,7 +383,7 @@ class AuditRunner:
 
             robust_masks.append(alive.clone())
             k_rob = int(alive.sum())
-            from robustness.metrics import clopper_pearson
+            from robustness.core.metrics import clopper_pearson
 
             entries.append(
                 {
@@ -405,7 +405,8 @@ class AuditRunner:
         # (c) and the verdict.
         checks_list = self._judge_checks(model_checks, meas, entries, eps_grid, main, correct)
         wm = dist.main_only(lambda: self._watermark(mut, data))
-        from robustness.gates import evaluate_gates, verdict
+        from robustness.core.verdict import verdict
+        from robustness.gates import evaluate_gates
 
         attack_records = [
             {
@@ -491,7 +492,7 @@ class AuditRunner:
         w = self.cfg.watermark
         if w is None:
             return None
-        from robustness.data import load_data
+        from robustness.core.data import load_data
         from robustness.watermark import watermark_section
 
         attack_data = (
@@ -675,7 +676,7 @@ class AuditRunner:
 
     def _model_checks(self, correct: torch.Tensor) -> tuple[dict[str, Any], bool]:
         from robustness import checks as C
-        from robustness.threat import clip_to_ball_and_bounds, random_in_ball
+        from robustness.core.threat import clip_to_ball_and_bounds, random_in_ball
 
         mut = self.mut
         sel = self._sample(correct if correct.any() else torch.ones_like(correct), "model")

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from robustness.errors import CheckpointError, UsageError
-from robustness.io import atomic_write_bytes, atomic_write_json
+from robustness.core.errors import CheckpointError, UsageError
+from robustness.core.io import atomic_write_bytes, atomic_write_json
 
 FOLDER = ".checkpoint"
 FORMAT_VERSION = 1
@@ -60,7 +60,7 @@ class Checkpoint:
 
         Raises :class:`UsageError` (exit 2) when an unfinished checkpoint belongs to a
         different run, unless ``restart`` is set. ``restart`` deletes: the caller holds the
-        output folder's lock (:mod:`robustness.runlock`), so no live run's folder is touched.
+        output folder's lock (:mod:`robustness.core.runlock`), so no live run's folder is touched.
         """
         state = "new"
         meta_path = self.folder / "fingerprint.json"

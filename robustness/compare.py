@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from robustness.errors import DataError, UsageError
+from robustness.core.errors import DataError, UsageError
 
 EPS_TOL = 1e-9
 # At most this many differences are spelled out in one warning; the rest are counted.

@@ -46,7 +46,7 @@ from pydantic import (
     field_validator,
 )
 
-from robustness.errors import ConfigError
+from robustness.core.errors import ConfigError
 from robustness.watermark import WatermarkConfig
 
 FORMATS = ("json", "pdf", "junit", "md")
@@ -123,7 +123,7 @@ Seed = Annotated[int, Field(ge=0, le=SEED_MAX), BeforeValidator(_seed)]
 
 
 class ModelSection(_Section):
-    """The model under test (see ``robustness.model.load_model``)."""
+    """The model under test (see ``robustness.core.model.load_model``)."""
 
     spec: str = Field(description="zoo:NAME, file.pt2, file.pt/.ts, package.module:callable or a folder")
     weights: str | None = Field(None, description="weights for a factory spec (.safetensors or .pt)")
@@ -144,7 +144,7 @@ class ModelSection(_Section):
 
 
 class DataSection(_Section):
-    """The evaluation samples (see ``robustness.data.load_data``)."""
+    """The evaluation samples (see ``robustness.core.data.load_data``)."""
 
     spec: str = Field(description="builtin:digits, file.npz (x, y), or package.module:callable")
     n_examples: Annotated[int, Field(gt=0)] | None = Field(None, description="a reproducible subset of N")
@@ -166,7 +166,7 @@ class ThreatSection(_Section):
     @field_validator("eps")
     @classmethod
     def _sorted(cls, v: list[float]) -> list[float]:
-        from robustness.threat import ThreatModelError, refuse_duplicate_eps
+        from robustness.core.threat import ThreatModelError, refuse_duplicate_eps
 
         if not v:
             raise ValueError("give at least one eps")
@@ -631,8 +631,8 @@ def check_config(cfg: AuditConfig) -> list[AttackSpec]:
     data is opened here (see :func:`check_inputs`), so this also holds for model objects.
     """
     from attacks.registry import available, get_attack
-    from robustness.errors import RobustnessError
-    from robustness.threat import check_eps
+    from robustness.core.errors import RobustnessError
+    from robustness.core.threat import check_eps
 
     bounds = cfg.model.bounds or (0.0, 1.0)
     if bounds[0] >= bounds[1]:
@@ -784,10 +784,10 @@ def _as_config_error(exc: Any, field: str) -> ConfigError:
 
 
 def _check_model_spec(spec: str, weights: str | None, *, field: str, weights_field: str = "") -> None:
-    """The model spec's kind as ``robustness.model.load_model`` tells it, and its files; no code
+    """The model spec's kind as ``robustness.core.model.load_model`` tells it, and its files; no code
     from a model file or folder runs (a factory named in the config is imported, not called)."""
-    from robustness.errors import RobustnessError
-    from robustness.model import MODEL_CARD, MODEL_SUFFIXES, import_object
+    from robustness.core.errors import RobustnessError
+    from robustness.core.model import MODEL_CARD, MODEL_SUFFIXES, import_object
 
     def no_weights(kind: str) -> None:
         if weights:
@@ -836,15 +836,15 @@ def _spec_path(spec: str, field: str) -> Path:
 def _check_data_spec(
     spec: str, field: str, *, n_examples: int | None = None, bounds: tuple[float, float] | None = None
 ) -> None:
-    """The data spec's kind as ``robustness.data.load_data`` tells it, its file, and the sample count."""
-    from robustness.errors import RobustnessError
-    from robustness.model import import_object
+    """The data spec's kind as ``robustness.core.data.load_data`` tells it, its file, and the sample count."""
+    from robustness.core.errors import RobustnessError
+    from robustness.core.model import import_object
 
     n_field = field.rsplit(".", 1)[0] + ".n_examples"
     path = _spec_path(spec, field)
     try:
         if spec.startswith("builtin:"):
-            from robustness.data import load_data
+            from robustness.core.data import load_data
 
             load_data(spec, n_examples=n_examples, bounds=bounds)  # bundled and small: loading is the check
             return

@@ -1,4 +1,4 @@
-"""CI gates and the verdict.
+"""CI gates (the verdict rule itself is robustness.core.verdict).
 
 ``min_clean_accuracy`` and ``min_robust_accuracy`` are judged on the lower end of the
 exact 95% interval by default (``judge: ci_low``): a gate passes only when the data show
@@ -22,10 +22,8 @@ import warnings
 from typing import Any
 
 from robustness.config import AuditConfig, find_eps, load_baseline
-from robustness.errors import ConfigError
+from robustness.core.errors import ConfigError
 
-# Every verdict an audit can reach (results.json's "verdict"; the CLI maps them to exit 0, 1, 3).
-VERDICTS = ("pass", "fail", "unreliable")
 BASELINE_NAMES = ("the baseline", "this audit")
 
 
@@ -194,23 +192,3 @@ def evaluate_gates(
             }
         )
     return out
-
-
-def verdict(checks: list[dict[str, Any]], gates: list[dict[str, Any]]) -> tuple[str, str]:
-    """(verdict, one-sentence reason)."""
-    failed_checks = [c for c in checks if c["status"] == "fail"]
-    failed_gates = [g for g in gates if not g["passed"]]
-    if failed_checks:
-        names = ", ".join(c["name"] for c in failed_checks)
-        return (
-            "unreliable",
-            f"Sanity check(s) failed ({names}): the robust accuracy cannot be trusted, whatever the gates say.",
-        )
-    if failed_gates:
-        names = ", ".join(g["name"] for g in failed_gates)
-        return "fail", f"Gate(s) not met: {names}."
-    waived = [c["name"] for c in checks if c["status"] == "waived"]
-    tail = f" ({len(waived)} check(s) waived with a written reason)" if waived else ""
-    if not gates:
-        return "pass", f"All sanity checks hold; no gates were set{tail}."
-    return "pass", f"All {len(gates)} gate(s) and the sanity checks hold{tail}."

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from robustness.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from robustness.core.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 SCHEMA_VERSION = "1.0"
 RESULTS_FILE = "results.json"

@@ -20,7 +20,7 @@ def _as_data(data: Any, n_examples: int | None, seed: int, bounds, num_classes):
     """A Dataset from a Dataset, a data spec, ``(x, y)`` tensors/arrays or a dict with ``x``/``y``."""
     import torch
 
-    from robustness.data import Dataset, load_data
+    from robustness.core.data import Dataset, load_data
 
     if isinstance(data, tuple | list) and len(data) == 2:
         data = {"x": data[0], "y": data[1]}
@@ -56,9 +56,9 @@ def assert_robust(
     arguments are the attack's hyper-parameters. Returns the attack's summary (with ``passed``).
     """
     from attacks.registry import get_attack
-    from robustness.errors import UsageError
-    from robustness.metrics import clopper_pearson
-    from robustness.model import ModelUnderTest, load_model
+    from robustness.core.errors import UsageError
+    from robustness.core.metrics import clopper_pearson
+    from robustness.core.model import ModelUnderTest, load_model
 
     if judge not in JUDGES:
         raise UsageError(

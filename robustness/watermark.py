@@ -37,13 +37,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from robustness.errors import ConfigError, DataError, ModelError
+from robustness.core.errors import ConfigError, DataError, ModelError
 
 if TYPE_CHECKING:
     import torch
 
-    from robustness.data import Dataset
-    from robustness.model import ModelUnderTest
+    from robustness.core.data import Dataset
+    from robustness.core.model import ModelUnderTest
 
 KEY_FORMAT = "robustness-watermark-key"
 KEY_FORMAT_VERSION = 1
@@ -230,7 +230,7 @@ class WatermarkKey:
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     def save(self, path: str | Path) -> Path:
-        from robustness.io import atomic_write_json
+        from robustness.core.io import atomic_write_json
 
         return atomic_write_json(path, self.to_dict())
 
@@ -462,7 +462,7 @@ def trigger_predictions(model: ModelUnderTest, key: WatermarkKey, batch_size: in
 
 
 def _decide(pred: np.ndarray, key: WatermarkKey, alpha: float, p0_floor: float | None) -> dict[str, Any]:
-    from robustness.metrics import clopper_pearson
+    from robustness.core.metrics import clopper_pearson
 
     labels = np.asarray(key.labels)
     k, n = int((pred == labels).sum()), key.n_triggers
@@ -483,7 +483,7 @@ def _decide(pred: np.ndarray, key: WatermarkKey, alpha: float, p0_floor: float |
 
 
 def _load_suspects(models: Sequence[Any], like: ModelUnderTest) -> list[ModelUnderTest]:
-    from robustness.model import ModelUnderTest, load_model
+    from robustness.core.model import ModelUnderTest, load_model
 
     out = []
     for m in models:
@@ -524,7 +524,7 @@ def verify(
         check_compatible(key, ref)
         pred = trigger_predictions(ref, key, batch_size)
         k = int((pred == np.asarray(key.labels)).sum())
-        from robustness.metrics import clopper_pearson
+        from robustness.core.metrics import clopper_pearson
 
         upper = clopper_pearson(k, key.n_triggers, REFERENCE_CI_ALPHA)[1]
         ref_rows.append({"model": ref.spec, "k": k, "upper": upper, "pred": pred})
@@ -638,7 +638,7 @@ def _copy_net(model: ModelUnderTest) -> torch.nn.Module:
 
 
 def _wrap(net: torch.nn.Module, model: ModelUnderTest, name: str, device: Any = None) -> ModelUnderTest:
-    from robustness.model import ModelUnderTest
+    from robustness.core.model import ModelUnderTest
 
     return ModelUnderTest(
         net.eval(),
@@ -653,7 +653,7 @@ def _fresh_architecture(model: ModelUnderTest) -> torch.nn.Module:
     """An untrained module of the same architecture (normalisation kept), for a thief."""
     import copy
 
-    from robustness.model import Normalized, build_architecture
+    from robustness.core.model import Normalized, build_architecture
 
     arch = architecture_of(model)
     if arch is not None:

@@ -19,8 +19,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustness.errors import ModelError
-from robustness.io import atomic_write_json, sha256_file
+from robustness.core.errors import ModelError
+from robustness.core.io import atomic_write_json, sha256_file
+from robustness.core.model import MODEL_SCHEMES
 
 CACHE_VERSION = 1
 
@@ -98,7 +99,7 @@ def train_digits_cnn_pgdat(seed: int = 0, epochs: int = 30) -> nn.Module:
 
 def _train_on_digits(config: Any, factory: str) -> nn.Module:
     from defenses import Trainer
-    from robustness.data import load_data
+    from robustness.core.data import load_data
 
     torch.manual_seed(config.seed)  # the initial weights
     module = DigitsCNN()
@@ -215,6 +216,25 @@ def architecture(name: str, kwargs: dict[str, Any] | None = None) -> nn.Module:
             fix="Register a factory that returns an nn.Module.",
         )
     return module
+
+
+class ZooScheme:
+    """``zoo:NAME`` for the model loader (:data:`robustness.core.model.MODEL_SCHEMES`)."""
+
+    def load(self, name: str) -> tuple[nn.Module, dict[str, Any]]:
+        return load(name)
+
+    def architecture(self, name: str, kwargs: dict[str, Any] | None = None) -> nn.Module:
+        return architecture(name, kwargs)
+
+    def names(self) -> list[str]:
+        return sorted({*ZOO, *ARCHITECTURES})
+
+    def factory_paths(self) -> set[str]:
+        return builtin_factory_paths()
+
+
+MODEL_SCHEMES.add("zoo", ZooScheme())
 
 
 def load(name: str) -> tuple[nn.Module, dict[str, Any]]:

@@ -56,7 +56,7 @@ def _shared_model_untouched(request: pytest.FixtureRequest):
 @pytest.fixture(scope="session")
 def digits_model():
     """``zoo:digits-cnn`` on the CPU (trained on first use, then cached)."""
-    from robustness.model import load_model
+    from robustness.core.model import load_model
 
     return load_model("zoo:digits-cnn", device="cpu")
 
@@ -64,7 +64,7 @@ def digits_model():
 @pytest.fixture(scope="session")
 def digits_test():
     """The digits test split (359 samples)."""
-    from robustness.data import load_data
+    from robustness.core.data import load_data
 
     return load_data("builtin:digits")
 

@@ -3,7 +3,7 @@
 argparse (standard library) rather than typer/click: no extra dependency, and start-up
 stays fast because each command module imports torch only inside its handler. Each
 command lives in its own module exposing ``register(subparsers)``; the handler returns
-the exit code. :class:`~robustness.errors.RobustnessError` becomes one paragraph on
+the exit code. :class:`~robustness.core.errors.RobustnessError` becomes one paragraph on
 stderr and exit code 2 (``--debug`` shows the traceback). Any other exception (raised in the
 user's model or data code, out of memory, a full disk, a bug of ours) also becomes one paragraph
 and exit code 2, never 1, which CI reads as "a robustness gate failed". So does ``sys.exit()``,
@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
-    from robustness.errors import RobustnessError
+    from robustness.core.errors import RobustnessError
 
     crashed = False
     code: int | None = None
@@ -102,10 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             # BaseException from the user's code: never the exit code it carries, never 0.
             code, crashed = _crashed(exc, args), True
     # Under torchrun every rank exits with the same code; finish() is a no-op in a single process
-    # (and robustness.distributed is looked up, not imported: commands that never load it skip this).
+    # (and robustness.core.distributed is looked up, not imported: commands that never load it skip this).
     # After a crash the ranks may wait in different collectives, where agreeing could hang: this
     # rank leaves at once and torchrun stops the others.
-    dist = sys.modules.get("robustness.distributed")
+    dist = sys.modules.get("robustness.core.distributed")
     return dist.finish(code) if dist is not None and not crashed else code
 
 
@@ -205,7 +205,7 @@ def _unexpected_error(exc: BaseException, command: str) -> str:
             f"data.batch_size in the config){resume}."
         )
     if isinstance(exc, OSError) and exc.errno is not None:
-        from robustness.io import WRITE_ERRNOS, output_error
+        from robustness.core.io import WRITE_ERRNOS, output_error
 
         # A write the atomic writer did not make (a library's own save): still the place, not a bug.
         if exc.errno in WRITE_ERRNOS and (error := output_error(exc, exc.filename or "a file")):

@@ -54,7 +54,7 @@ def parse_params(items: list[str]) -> dict[str, Any]:
     Types are not checked here but where every attack is built (``attacks.base.check_param_types``),
     so ``--param steps=abc`` and ``steps: abc`` in a config get the same error.
     """
-    from robustness.errors import UsageError
+    from robustness.core.errors import UsageError
 
     out: dict[str, Any] = {}
     for item in items:
@@ -85,7 +85,7 @@ def build_attack(name: str, params: dict[str, Any], *, steps: int | None, restar
     An error about one parameter names the flag it came from (``--param steps``, ``--steps``).
     """
     from attacks.registry import available, get_attack
-    from robustness.errors import AttackError, UsageError
+    from robustness.core.errors import AttackError, UsageError
 
     flags = {key: f"--param {key}" for key in params}
     params = dict(params)
@@ -151,7 +151,7 @@ def save_npz(path: str, results: list, data) -> None:
     import numpy as np
     import torch
 
-    from robustness.io import atomic_write_bytes
+    from robustness.core.io import atomic_write_bytes
 
     buf = io.BytesIO()
     np.savez_compressed(
@@ -174,7 +174,7 @@ def check_save_path(path: str) -> None:
     import os
     from pathlib import Path
 
-    from robustness.errors import UsageError
+    from robustness.core.errors import UsageError
 
     p = Path(path)
     if not str(path).endswith(".npz"):
@@ -200,8 +200,8 @@ def check_save_path(path: str) -> None:
 
 
 def cmd_attack(args: argparse.Namespace) -> int:
-    from robustness.errors import UsageError
-    from robustness.threat import check_eps, check_norm, refuse_duplicate_eps
+    from robustness.core.errors import UsageError
+    from robustness.core.threat import check_eps, check_norm, refuse_duplicate_eps
 
     if args.batch_size <= 0:
         raise UsageError(
@@ -215,7 +215,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     attack = build_attack(args.attack, params, steps=args.steps, restarts=args.restarts)
     # Cheap checks before loading anything heavy.
     if norm not in attack.norms:
-        from robustness.errors import AttackError
+        from robustness.core.errors import AttackError
 
         raise AttackError(
             f"attack {args.attack!r} does not support norm {norm!r}",
@@ -223,14 +223,14 @@ def cmd_attack(args: argparse.Namespace) -> int:
             fix=f"Use one of: {', '.join(attack.norms)}, or pick another attack.",
         )
     if args.targeted and not attack.supports_targeted:
-        from robustness.errors import AttackError
+        from robustness.core.errors import AttackError
 
         raise AttackError(
             f"attack {args.attack!r} has no targeted mode",
             field="--targeted",
             fix="Drop --targeted, or use an attack with targets (see 'robustness attacks').",
         )
-    from robustness.distributed import init_from_env
+    from robustness.core.distributed import init_from_env
 
     # Under torchrun: join the ranks (the batches are shared out; rank 0 saves and prints).
     dist = init_from_env(args.device)

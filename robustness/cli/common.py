@@ -97,7 +97,7 @@ def seed_arg(text: str) -> int:
 
 
 def load_model_from_args(args: argparse.Namespace):
-    from robustness.model import load_model
+    from robustness.core.model import load_model
 
     return load_model(
         args.model,
@@ -116,7 +116,7 @@ def load_model_from_args(args: argparse.Namespace):
 def load_data_from_args(args: argparse.Namespace, model):
     """Load the data checked against the model: bounds, input shape (by a validating forward
     pass) and labels within the model's classes."""
-    from robustness.data import load_data, validate_dataset
+    from robustness.core.data import load_data, validate_dataset
 
     data = load_data(
         args.data,
@@ -130,14 +130,14 @@ def load_data_from_args(args: argparse.Namespace, model):
         data = validate_dataset(data, bounds=model.bounds, model_outputs=model.num_classes)
     threads = getattr(args, "threads", "auto")
     if threads != "auto" or model.device.type == "cpu":
-        from robustness.threads import apply_threads, batch_pass_probe
+        from robustness.core.threads import apply_threads, batch_pass_probe
 
         apply_threads(threads, batch_pass_probe(model, data.x, getattr(args, "batch_size", None) or 128))
     return data
 
 
 def print_json(obj: Any) -> None:
-    from robustness.io import _json_default
+    from robustness.core.io import _json_default
 
     json.dump(obj, sys.stdout, indent=2, default=_json_default)
     sys.stdout.write("\n")

@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def evaluate(model, data, batch_size: int = 512) -> dict:
-    from robustness.metrics import classification_metrics
+    from robustness.core.metrics import classification_metrics
 
     model.validate(data.x)
     pred = model.predict(data.x, batch_size).cpu()
@@ -32,7 +32,7 @@ def evaluate(model, data, batch_size: int = 512) -> dict:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from robustness.errors import UsageError
+    from robustness.core.errors import UsageError
 
     if args.batch_size <= 0:
         raise UsageError(f"--batch-size must be > 0, got {args.batch_size}", fix="Use e.g. 256.")

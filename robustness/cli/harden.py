@@ -110,8 +110,8 @@ def resolve_start(args: argparse.Namespace) -> dict[str, Any]:
     import json
     from pathlib import Path
 
-    from robustness.errors import ModelError, UsageError
-    from robustness.model import MODEL_CARD, check_folder_architecture
+    from robustness.core.errors import ModelError, UsageError
+    from robustness.core.model import MODEL_CARD, check_folder_architecture
 
     spec = args.model
     if spec.startswith("zoo:"):
@@ -182,7 +182,7 @@ def resolve_start(args: argparse.Namespace) -> dict[str, Any]:
 def build_module(start: dict[str, Any], args: argparse.Namespace, seed: int):
     import torch
 
-    from robustness.model import build_architecture, load_model_dir, load_weights
+    from robustness.core.model import build_architecture, load_model_dir, load_weights
 
     torch.manual_seed(seed)  # the initial weights are part of the seeded run
     if start["init"] == "scratch":
@@ -204,9 +204,9 @@ def build_module(start: dict[str, Any], args: argparse.Namespace, seed: int):
 def cmd_harden(args: argparse.Namespace) -> int:
     from defenses import TrainConfig, Trainer
     from robustness.cli.common import print_json
-    from robustness.data import load_data
-    from robustness.distributed import init_from_env
-    from robustness.threat import check_bounds
+    from robustness.core.data import load_data
+    from robustness.core.distributed import init_from_env
+    from robustness.core.threat import check_bounds
 
     # Under torchrun: join the ranks (DistributedDataParallel training; rank 0 writes and prints).
     dist = init_from_env(args.device)

@@ -35,7 +35,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     from reports import RENDERERS, render
     from reports.results import load_results
-    from robustness.errors import UsageError
+    from robustness.core.errors import UsageError
 
     src = Path(args.results)
     folder = src if src.is_dir() else src.parent

@@ -82,8 +82,8 @@ def _usage(p: argparse.ArgumentParser) -> int:
 def cmd_embed(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from robustness.data import load_data
-    from robustness.errors import UsageError
+    from robustness.core.data import load_data
+    from robustness.core.errors import UsageError
     from robustness.watermark import WatermarkKey, load_key
 
     if args.n_triggers < 10:
@@ -168,7 +168,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from robustness.errors import UsageError
+    from robustness.core.errors import UsageError
     from robustness.watermark import load_key, verify
 
     if not 0 < args.alpha < 1:

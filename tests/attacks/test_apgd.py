@@ -9,9 +9,9 @@ from torch import nn
 from attacks.apgd import apgd_checkpoints
 from attacks.losses import dlr_loss
 from attacks.registry import get_attack
-from robustness.errors import AttackError
-from robustness.model import ModelUnderTest
-from robustness.threat import lp_norm
+from robustness.core.errors import AttackError
+from robustness.core.model import ModelUnderTest
+from robustness.core.threat import lp_norm
 
 STEPS = 20  # the properties below do not depend on the full budget of 100
 

@@ -11,7 +11,7 @@ import torch
 pytest.importorskip("art")
 
 from attacks.registry import available, get_attack  # noqa: E402
-from robustness.errors import AttackError  # noqa: E402
+from robustness.core.errors import AttackError  # noqa: E402
 
 HSJ = {"max_iter": 3, "max_eval": 100, "init_eval": 10}
 

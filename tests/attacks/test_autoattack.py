@@ -7,7 +7,7 @@ import torch
 
 from attacks.autoattack import STANDARD_COMPONENTS
 from attacks.registry import available, get_attack
-from robustness.errors import AttackError
+from robustness.core.errors import AttackError
 
 needs_square = pytest.mark.skipif("square" not in available(), reason="square not registered")
 

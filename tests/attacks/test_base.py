@@ -7,8 +7,8 @@ import torch
 
 from attacks.base import Attack, AttackContext, AttackResult
 from attacks.registry import available, get_attack
-from robustness.errors import AttackError, ThreatModelError
-from robustness.threat import lp_norm
+from robustness.core.errors import AttackError, ThreatModelError
+from robustness.core.threat import lp_norm
 
 # These classes are deliberately not @register-ed: the registry must stay the real one.
 

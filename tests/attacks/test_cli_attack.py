@@ -98,7 +98,7 @@ def test_save_npz(capsys, tmp_path, digits_model):
         assert float((pred == y).mean()) == pytest.approx(rows[i]["robust_accuracy"])
         assert x_adv[i].min() >= 0 and x_adv[i].max() <= 1
     # The perturbation is measured against the clean inputs of the same ids.
-    from robustness.data import load_data
+    from robustness.core.data import load_data
 
     clean = load_data("builtin:digits", n_examples=25, seed=0)
     assert clean.ids == ids.tolist()

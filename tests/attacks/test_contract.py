@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 from attacks.registry import available, get_attack
-from robustness.model import ModelUnderTest
-from robustness.threat import lp_norm
+from robustness.core.model import ModelUnderTest
+from robustness.core.threat import lp_norm
 
 ATTACKS = available()
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from attacks.registry import get_attack
-from robustness.errors import AttackError
+from robustness.core.errors import AttackError
 
 L2_EPS = [0.75, 1.0, 2.0]
 

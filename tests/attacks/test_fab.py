@@ -9,7 +9,7 @@ from scipy.optimize import linprog, minimize
 
 from attacks.fab import project_on_hyperplane_box
 from attacks.registry import get_attack
-from robustness.errors import AttackError
+from robustness.core.errors import AttackError
 
 
 def run(name, model, data, eps, norm="linf", seed=0, **params):

@@ -110,7 +110,7 @@ def test_attack_loops_sync_only_to_compact(
 @pytest.mark.parametrize(("name", "params", "norm", "eps", "runs"), CASES, ids=lambda v: str(v))
 def test_attack_loops_on_cuda_sync_only_to_compact(name, params, norm, eps, runs, digits_test, monkeypatch):
     """The same count on a GPU, with the interval CUDA really uses."""
-    from robustness.model import load_model
+    from robustness.core.model import load_model
 
     model = load_model("zoo:digits-cnn", device="cuda")
     x, y = digits_test.x[:48], digits_test.y[:48]

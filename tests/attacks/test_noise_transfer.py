@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from attacks.registry import get_attack
-from robustness.errors import AttackError
-from robustness.model import ModelUnderTest
-from robustness.threat import lp_norm
+from robustness.core.errors import AttackError
+from robustness.core.model import ModelUnderTest
+from robustness.core.threat import lp_norm
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from attacks.base import param_type_problem
 from attacks.registry import available, get_attack
 from robustness.cli import main
 from robustness.config import check_config, parse_config
-from robustness.errors import AttackError, ConfigError
+from robustness.core.errors import AttackError, ConfigError
 
 # A model spec that cannot load: an error about it would mean a check came too late.
 NO_MODEL = ["attack", "--model", "missing-model.pt2", "--data", "builtin:digits", "--device", "cpu"]

@@ -7,8 +7,8 @@ import torch
 
 from attacks.registry import get_attack
 from attacks.square import p_selection, pseudo_gaussian
-from robustness.errors import AttackError
-from robustness.model import ModelUnderTest
+from robustness.core.errors import AttackError
+from robustness.core.model import ModelUnderTest
 
 
 def test_p_schedule_matches_the_paper_rescaled_to_the_budget():

@@ -150,7 +150,7 @@ def test_bf16_forward_passes_do_not_weaken_attacks(name, params, digits_model, d
     not adversarial in fp32 (which is why results record the precision). The CUDA variant is in
     tests/robustness/test_distributed.py.
     """
-    from robustness.model import ModelUnderTest
+    from robustness.core.model import ModelUnderTest
 
     bf16 = ModelUnderTest(digits_model.module, spec="zoo:digits-cnn", device="cpu", precision="bf16")
     fp32 = ours(name, digits_model, digits_test, "linf", EPS["linf"], steps=STEPS, **params)

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from attacks.registry import get_attack
-from robustness.errors import AttackError
-from robustness.model import ModelUnderTest
+from robustness.core.errors import AttackError
+from robustness.core.model import ModelUnderTest
 
 
 class NoisyInput(nn.Module):

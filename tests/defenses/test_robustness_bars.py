@@ -13,8 +13,8 @@ import torch
 
 from attacks.registry import get_attack
 from defenses import TrainConfig, Trainer
-from robustness.data import load_data
-from robustness.model import load_model
+from robustness.core.data import load_data
+from robustness.core.model import load_model
 from robustness.zoo import DigitsCNN
 
 EPS = 0.2

@@ -9,8 +9,8 @@ import torch
 
 from defenses import METHODS, TrainConfig, Trainer, available
 from defenses import checkpoint as ckpt
-from robustness.data import load_data
-from robustness.model import load_model
+from robustness.core.data import load_data
+from robustness.core.model import load_model
 from robustness.zoo import DigitsCNN
 
 OPTIONS = {
@@ -141,7 +141,7 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(method, small_train, 
 
 
 def test_output_holding_another_run_is_refused(small_train, tmp_path):
-    from robustness.errors import UsageError
+    from robustness.core.errors import UsageError
 
     _trainer("standard", epochs=1).fit(small_train, output=tmp_path)
     with pytest.raises(UsageError, match="already holds this run"):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from robustness.cli import main
-from robustness.model import load_model
+from robustness.core.model import load_model
 from robustness.watermark import load_key, verify
 
 

@@ -48,10 +48,10 @@ def _attack(name: str, params: dict):
 
 def main() -> None:
     from robustness import __version__
-    from robustness.data import load_data
-    from robustness.io import atomic_write_json, atomic_write_text
-    from robustness.metrics import classification_metrics, clopper_pearson
-    from robustness.model import load_model
+    from robustness.core.data import load_data
+    from robustness.core.io import atomic_write_json, atomic_write_text
+    from robustness.core.metrics import classification_metrics, clopper_pearson
+    from robustness.core.model import load_model
 
     t_start = time.perf_counter()
     model = load_model("zoo:digits-cnn", device="cpu")
@@ -267,7 +267,7 @@ def main() -> None:
     with torch.no_grad():
         adv_pred = torch.stack([model.predict(xa[e]).cpu() for e in range(len(EPS))])
     buf = Path(OUT / "examples.npz")
-    from robustness.io import atomic_write
+    from robustness.core.io import atomic_write
 
     def _w(tmp: str) -> None:
         with open(tmp, "wb") as fh:

@@ -168,7 +168,7 @@ def test_pdf_watermark_survival_table(tmp_path, results):
 def test_pdf_is_a_few_pages_and_refuses_non_results(results):
     data = pdf.render_pdf_bytes(results, DATA)
     assert 4 <= n_pages(data) <= 10
-    from robustness.errors import UsageError
+    from robustness.core.errors import UsageError
 
     with pytest.raises(UsageError, match="schema_version"):
         pdf.render_pdf_bytes({"verdict": "pass"}, None)

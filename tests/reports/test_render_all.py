@@ -11,7 +11,7 @@ import pytest
 import reports
 from reports import junit, markdown
 from robustness.cli import main
-from robustness.io import sha256_file
+from robustness.core.io import sha256_file
 
 DATA = Path(__file__).parent / "data"
 

@@ -10,7 +10,7 @@ import pytest
 
 from reports.results import ResultsError, load_results, validate_results
 from robustness.cli import main
-from robustness.gates import VERDICTS
+from robustness.core.verdict import VERDICTS
 
 DATA = Path(__file__).parent / "data"
 

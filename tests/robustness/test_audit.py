@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from robustness.audit import run_audit
-from robustness.metrics import clopper_pearson
+from robustness.core.metrics import clopper_pearson
 
 REPO = Path(__file__).resolve().parents[2]
 REQUIRED = [

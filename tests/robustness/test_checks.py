@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from robustness import checks as C
-from robustness.model import ModelUnderTest
+from robustness.core.model import ModelUnderTest
 
 
 class Rounded(nn.Module):

@@ -316,9 +316,9 @@ def test_evaluate_on_cuda(capsys, digits_model, digits_test):
 
 
 def _evaluate_with_broken_loader(capsys, monkeypatch, fail, *extra: str) -> tuple[int, str]:
-    import robustness.model
+    import robustness.core.model
 
-    monkeypatch.setattr(robustness.model, "load_model", lambda *a, **k: fail())
+    monkeypatch.setattr(robustness.core.model, "load_model", lambda *a, **k: fail())
     code, _, err = run_cli(
         capsys, "evaluate", "--model", "zoo:digits-cnn", "--data", "builtin:digits", *extra
     )
@@ -327,7 +327,7 @@ def _evaluate_with_broken_loader(capsys, monkeypatch, fail, *extra: str) -> tupl
 
 def test_unexpected_errors_exit_2_in_one_paragraph_never_1(capsys, monkeypatch):
     """A crash must not read as 'a gate failed' (exit 1) in CI, nor print a raw traceback."""
-    from robustness.metrics import clopper_pearson
+    from robustness.core.metrics import clopper_pearson
 
     # A bug of ours: the innermost frame outside libraries is in this project's packages.
     code, err = _evaluate_with_broken_loader(capsys, monkeypatch, lambda: clopper_pearson(5, 3))
@@ -386,7 +386,7 @@ def test_an_error_in_the_users_model_code_is_located_there(capsys, tmp_path, mon
 def test_error_rendering_and_pickling():
     import pickle
 
-    from robustness.errors import ConfigError, DataError, RobustnessError
+    from robustness.core.errors import ConfigError, DataError, RobustnessError
 
     e = DataError("labels span 0..12", field="data.y", fix="Give class indices.")
     assert str(e) == "data.y: labels span 0..12. Give class indices."

@@ -9,7 +9,7 @@ import pytest
 
 from robustness.cli import main
 from robustness.compare import compare, mcnemar_exact
-from robustness.errors import UsageError
+from robustness.core.errors import UsageError
 
 FIXTURE = Path(__file__).resolve().parents[1] / "reports" / "data"
 

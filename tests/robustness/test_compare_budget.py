@@ -14,7 +14,7 @@ from attacks.registry import get_attack
 from robustness.cli import main
 from robustness.compare import BudgetWarning, budget_differences, budget_of, compare
 from robustness.config import PRESET_ATTACKS, parse_config
-from robustness.errors import ConfigError, RobustnessError, UsageError
+from robustness.core.errors import ConfigError, RobustnessError, UsageError
 from robustness.gates import check_baseline, evaluate_gates
 
 FIXTURE = Path(__file__).resolve().parents[1] / "reports" / "data"

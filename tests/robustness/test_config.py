@@ -18,7 +18,7 @@ from robustness.config import (
     parse_config,
     resolve_attacks,
 )
-from robustness.errors import ConfigError
+from robustness.core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "digits-audit.yaml"

@@ -27,8 +27,8 @@ from robustness.config import (
     parse_config,
     read_config_file,
 )
-from robustness.errors import ConfigError, ThreatModelError
-from robustness.threat import check_eps
+from robustness.core.errors import ConfigError, ThreatModelError
+from robustness.core.threat import check_eps
 
 
 def config(tmp_path: Path, **sections) -> dict:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from robustness.data import Dataset, digits_split, load_data, validate_dataset
-from robustness.errors import DataError
+from robustness.core.data import Dataset, digits_split, load_data, validate_dataset
+from robustness.core.errors import DataError
 
 # ---------------------------------------------------------------------------------------
 # built-in digits

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from robustness import distributed as D
-from robustness.errors import UsageError
+from robustness.core import distributed as D
+from robustness.core.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 mode, out = sys.argv[1], Path(sys.argv[2])
-from robustness import distributed as D
+from robustness.core import distributed as D
 
 ctx = D.init_from_env("cpu")
 rank = ctx.rank
@@ -59,7 +59,7 @@ if mode == "helpers":
 
 elif mode == "train":
     from defenses import TrainConfig, Trainer, checkpoint
-    from robustness.data import load_data
+    from robustness.core.data import load_data
     from robustness.zoo import DigitsCNN
 
     method, epochs, folder, stop = sys.argv[3], int(sys.argv[4]), sys.argv[5], int(sys.argv[6])
@@ -94,8 +94,8 @@ elif mode == "train":
 
 elif mode == "attack":
     from attacks.registry import get_attack
-    from robustness.data import load_data
-    from robustness.model import load_model
+    from robustness.core.data import load_data
+    from robustness.core.model import load_model
 
     m = load_model("zoo:digits-cnn", device="cpu")
     d = load_data("builtin:digits").subset(range(100))
@@ -348,7 +348,7 @@ def test_torchrun_usage_error_exits_2_on_every_rank(tmp_path):
 
 
 def test_bf16_precision_keeps_float32_logits_and_is_recorded(digits_model, digits_small):
-    from robustness.model import ModelUnderTest
+    from robustness.core.model import ModelUnderTest
 
     m = ModelUnderTest(digits_model.module, spec="zoo:digits-cnn", device="cpu", precision="bf16")
     x = digits_small.x[:16]
@@ -357,7 +357,7 @@ def test_bf16_precision_keeps_float32_logits_and_is_recorded(digits_model, digit
     ref = digits_model(x)
     assert (out.argmax(1) == ref.argmax(1)).float().mean() >= 0.9
     assert m.info()["precision"] == "bf16"
-    from robustness.errors import ModelError
+    from robustness.core.errors import ModelError
 
     with pytest.raises(ModelError, match="precision"):
         ModelUnderTest(digits_model.module, device="cpu", precision="fp16")
@@ -366,7 +366,7 @@ def test_bf16_precision_keeps_float32_logits_and_is_recorded(digits_model, digit
 @pytest.mark.gpu
 def test_cuda_pgd_bf16_channels_last_strength(digits_test):
     from attacks.registry import get_attack
-    from robustness.model import load_model
+    from robustness.core.model import load_model
 
     fp32 = load_model("zoo:digits-cnn", device="cuda")
     bf16 = load_model("zoo:digits-cnn", device="cuda", precision="bf16", channels_last=True)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from robustness.audit import run_audit
-from robustness.model import ModelUnderTest
+from robustness.core.model import ModelUnderTest
 
 EPS = 0.15
 N = 30
@@ -108,7 +108,7 @@ def masked_config(tmp_path, attacks=None, waive=None) -> dict:
 
 @pytest.fixture(scope="module")
 def data():
-    from robustness.data import load_data
+    from robustness.core.data import load_data
 
     return load_data("builtin:digits", n_examples=N, seed=0)
 

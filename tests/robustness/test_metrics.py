@@ -8,7 +8,7 @@ from scipy.stats import binomtest
 from sklearn.metrics import confusion_matrix as sk_confusion
 from sklearn.metrics import f1_score, precision_score, recall_score
 
-from robustness.metrics import classification_metrics, clopper_pearson, confusion_matrix
+from robustness.core.metrics import classification_metrics, clopper_pearson, confusion_matrix
 
 
 @pytest.mark.parametrize(

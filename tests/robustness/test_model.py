@@ -12,8 +12,8 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from robustness.errors import ModelError, RobustnessError
-from robustness.model import ModelUnderTest, load_model, resolve_device
+from robustness.core.errors import ModelError, RobustnessError
+from robustness.core.model import ModelUnderTest, load_model, resolve_device
 
 # A tiny importable module: factories for the factory spec, and classes that a pickled
 # whole-module file refers to (unpickling needs them importable).

@@ -28,7 +28,7 @@ def test_plugin_is_registered_and_its_import_is_light():
 def test_assert_robust_numbers_match_the_attack(digits_model, digits_small):
     """The message reports the attack's own numbers: re-run the same attack and compare."""
     from attacks.registry import get_attack
-    from robustness.metrics import clopper_pearson
+    from robustness.core.metrics import clopper_pearson
 
     ds = digits_small.subset(range(50))
     ref = get_attack("pgd", steps=5)(digits_model, ds.x, ds.y, eps=0.15, seed=0)
@@ -66,7 +66,7 @@ def test_pytester_passing_and_failing_assert_robust(pytester, monkeypatch):
     pytester.makepyfile(
         test_model="""
         import pytest
-        from robustness.model import load_model
+        from robustness.core.model import load_model
         from robustness.testing import assert_robust
 
         @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from robustness.checkpoint import Checkpoint, derive_seed
-from robustness.errors import UsageError
+from robustness.core.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[2]
 

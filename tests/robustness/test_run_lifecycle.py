@@ -32,8 +32,8 @@ import yaml
 
 from robustness.checkpoint import FOLDER, batch_problem
 from robustness.cli import main
-from robustness.errors import OutputError, RunLockedError
-from robustness.runlock import LOCK_FILE, RunLock, process_start, process_state
+from robustness.core.errors import OutputError, RunLockedError
+from robustness.core.runlock import LOCK_FILE, RunLock, process_start, process_state
 
 REPO = Path(__file__).resolve().parents[2]
 MODULE = "lifecycle_models"
@@ -267,7 +267,7 @@ def test_a_live_runs_folder_is_left_alone(capsys, run_dir, restart):
 
 
 HOLDER = (
-    "import sys; from robustness.runlock import RunLock; lock = RunLock(sys.argv[1], command='holder'); "
+    "import sys; from robustness.core.runlock import RunLock; lock = RunLock(sys.argv[1], command='holder'); "
     "lock.acquire(); print('held', flush=True); sys.stdin.read(); lock.release()"
 )
 
@@ -415,13 +415,13 @@ def test_a_lock_that_cannot_be_created_is_named(tmp_path, monkeypatch):
 @pytest.mark.parametrize("where", ["atomic writer", "a library's own write"])
 def test_a_full_disk_is_named(capsys, tmp_path, monkeypatch, where):
     import robustness.checkpoint
-    import robustness.io
+    import robustness.core.io
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out" / "x"))
 
     if where == "atomic writer":
-        monkeypatch.setattr(robustness.io, "_atomic_write", full)
+        monkeypatch.setattr(robustness.core.io, "_atomic_write", full)
     else:  # an OSError the atomic writer did not name: the command line still does
         monkeypatch.setattr(robustness.checkpoint, "atomic_write_json", full)
     config = write_config(tmp_path / "a.yaml", tmp_path / "out")
@@ -436,7 +436,7 @@ def test_a_full_disk_is_named(capsys, tmp_path, monkeypatch, where):
 
 
 def test_atomic_write_names_the_file_on_a_full_disk(tmp_path):
-    from robustness.io import atomic_write
+    from robustness.core.io import atomic_write
 
     def write(tmp: str) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", tmp)

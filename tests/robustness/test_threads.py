@@ -7,10 +7,10 @@ import time
 import pytest
 import torch
 
-from robustness import threads
 from robustness.cli import main
 from robustness.config import parse_config
-from robustness.errors import ConfigError
+from robustness.core import threads
+from robustness.core.errors import ConfigError
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from robustness.errors import ThreatModelError
-from robustness.threat import (
+from robustness.core.errors import ThreatModelError
+from robustness.core.threat import (
     ThreatModel,
     check_bounds,
     check_eps,

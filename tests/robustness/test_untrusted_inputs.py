@@ -21,12 +21,12 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from robustness import data as data_module
 from robustness import watermark, zoo
 from robustness.cli import main
-from robustness.data import load_data
-from robustness.errors import DataError, ModelError
-from robustness.model import SAFE_FORMATS, load_model
+from robustness.core import data as data_module
+from robustness.core.data import load_data
+from robustness.core.errors import DataError, ModelError
+from robustness.core.model import SAFE_FORMATS, load_model
 from robustness.watermark import KeyFileError, WatermarkKey, generate_labels, load_key, verify
 
 DIGITS_ARGS = ["--data", "builtin:digits", "--device", "cpu", "--json"]
@@ -398,7 +398,7 @@ def test_npz_decompression_bomb_is_refused(tmp_path, monkeypatch):
     np.savez_compressed(path, x=np.zeros((16384, 1, 8, 8), np.float32), y=np.zeros(16384, np.int64))
     assert path.stat().st_size < 100_000
     with pytest.raises(
-        DataError, match=r"array 'x' .* over the limit of 100 times \(robustness.data.NPZ_MAX_RATIO\)"
+        DataError, match=r"array 'x' .* over the limit of 100 times \(robustness.core.data.NPZ_MAX_RATIO\)"
     ) as e:
         load_data(str(path))
     assert e.value.field == "data.x"
@@ -408,7 +408,8 @@ def test_npz_member_over_the_size_limit_is_refused(tmp_path, monkeypatch):
     path = _npz(tmp_path / "d.npz", x=np.zeros((4, 1, 8, 8), np.float32), y=np.arange(4))
     monkeypatch.setattr(data_module, "NPZ_MAX_MEMBER_BYTES", 512)
     with pytest.raises(
-        DataError, match=r"array 'x' .* over the limit of 512 bytes \(robustness.data.NPZ_MAX_MEMBER_BYTES\)"
+        DataError,
+        match=r"array 'x' .* over the limit of 512 bytes \(robustness.core.data.NPZ_MAX_MEMBER_BYTES\)",
     ):
         load_data(path)
 

@@ -139,7 +139,7 @@ def test_max_class_share_is_floored():
 def test_a_model_that_memorised_the_key_verifies_exactly():
     key = _key()
     x, y = key.trigger_tensors()
-    from robustness.model import load_model
+    from robustness.core.model import load_model
 
     res = verify(load_model(Lookup(x, y), device="cpu"), key)
     share = max_class_share(list(key.labels), 10)
@@ -156,7 +156,7 @@ def test_collapsed_predictions_cannot_fake_ownership():
     key = _key()
     x, _ = key.trigger_tensors()
     top = int(np.bincount(key.labels, minlength=10).argmax())
-    from robustness.model import load_model
+    from robustness.core.model import load_model
 
     res = verify(load_model(Lookup(x, torch.full((100,), top)), device="cpu"), key)
     assert res["k"] == max(np.bincount(key.labels)) and res["p0"] == 1.0 and res["p_value"] == 1.0
@@ -166,7 +166,7 @@ def test_collapsed_predictions_cannot_fake_ownership():
 def test_reference_models_raise_p0_and_give_a_false_positive_rate():
     key = _key()
     x, y = key.trigger_tensors()
-    from robustness.model import load_model
+    from robustness.core.model import load_model
 
     g = torch.Generator().manual_seed(0)
     refs = [load_model(Lookup(x, torch.randint(0, 10, (100,), generator=g)), device="cpu") for _ in range(3)]
@@ -239,7 +239,7 @@ def test_parse_surrogate():
         "finetune:share=2",
         "extract-copycat:budget=0",
     ):
-        from robustness.errors import ConfigError
+        from robustness.core.errors import ConfigError
 
         with pytest.raises(ConfigError):
             parse_surrogate(bad)
@@ -261,7 +261,7 @@ def test_config_section():
 @pytest.fixture(scope="module")
 def marked(digits_model):
     from defenses.watermark import embed_watermark
-    from robustness.data import load_data
+    from robustness.core.data import load_data
 
     key = _key(seed=7)
     res = embed_watermark(digits_model, load_data("builtin:digits:train"), key=key)

@@ -17,10 +17,10 @@ import torch
 from safetensors.torch import save_file
 
 from robustness import zoo
-from robustness.errors import ModelError
-from robustness.io import sha256_file
-from robustness.metrics import classification_metrics
-from robustness.model import load_model
+from robustness.core.errors import ModelError
+from robustness.core.io import sha256_file
+from robustness.core.metrics import classification_metrics
+from robustness.core.model import load_model
 
 NAME = "digits-cnn"
 
@@ -170,7 +170,7 @@ def test_architecture_and_errors():
 
 def test_atomic_writes(tmp_path):
     """The cache (and every output) is written through a temporary file and a rename."""
-    from robustness.io import (
+    from robustness.core.io import (
         atomic_write,
         atomic_write_bytes,
         atomic_write_json,

@@ -1,7 +1,7 @@
 """Atomic file writes and hashing: outputs are never left half-written.
 
 A write that fails because of where it goes (disk full, over quota, read-only file system, no
-permission, a file where a folder should be) raises :class:`~robustness.errors.OutputError`
+permission, a file where a folder should be) raises :class:`~robustness.core.errors.OutputError`
 naming the file, so the command line reports it as the user's environment, not as our bug.
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from robustness.errors import OutputError
+from robustness.core.errors import OutputError
 
 # errno values that only a write gives: a full disk, a quota, a file size limit, a read-only mount.
 DISK_FULL_ERRNOS = frozenset(e for e in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EFBIG) if e)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from robustness.errors import ThreatModelError
+from robustness.core.errors import ThreatModelError
 
 NORMS = ("linf", "l2", "l1")
 

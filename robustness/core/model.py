@@ -16,13 +16,14 @@ import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
-from robustness.errors import ModelError
-from robustness.threat import check_bounds
+from robustness.core.errors import ModelError
+from robustness.core.registry import Registry
+from robustness.core.threat import check_bounds
 
 PRECISIONS = ("fp32", "bf16")
 MODEL_SUFFIXES = (".pt2", ".pt", ".ts", ".pth", ".jit", ".safetensors")
@@ -363,17 +364,56 @@ def load_model(
     )
 
 
-def _load_module(spec: str, *, weights: str | None, trust_model: bool) -> tuple[nn.Module, dict[str, Any]]:
-    if spec.startswith("zoo:"):
-        from robustness import zoo
+class ModelScheme(Protocol):
+    """Loads ``SCHEME:NAME`` specs: a catalogue of named models (the zoo registers ``zoo``).
 
+    A scheme lives above the ground floor (the zoo trains its models through ``defenses``), so
+    it registers itself in :data:`MODEL_SCHEMES` from its own module, found through the
+    ``robustness.plugins`` entry-point group; loading a model never imports what a scheme needs
+    until that scheme is used.
+    """
+
+    def load(self, name: str) -> tuple[nn.Module, dict[str, Any]]:
+        """The trained model called ``name`` and its metadata (bounds, num_classes, ...)."""
+        ...
+
+    def architecture(self, name: str, kwargs: dict[str, Any] | None = None) -> nn.Module:
+        """A fresh, untrained instance of the architecture called ``name``."""
+        ...
+
+    def names(self) -> list[str]:
+        """The names it knows (for error messages)."""
+        ...
+
+    def factory_paths(self) -> set[str]:
+        """``module:qualname`` of its architectures' factories: as safe to call as its names."""
+        ...
+
+
+MODEL_SCHEMES: Registry[ModelScheme] = Registry(
+    "model scheme", entry_points="robustness.plugins", error=ModelError, field="model"
+)
+
+
+def model_scheme(spec: str) -> tuple[ModelScheme, str] | None:
+    """The registered scheme of ``SCHEME:NAME`` and the name, or None for other specs."""
+    prefix, sep, rest = spec.partition(":")
+    if sep and prefix and "." not in prefix and "/" not in prefix and prefix in MODEL_SCHEMES:
+        return MODEL_SCHEMES.get(prefix), rest
+    return None
+
+
+def _load_module(spec: str, *, weights: str | None, trust_model: bool) -> tuple[nn.Module, dict[str, Any]]:
+    found = model_scheme(spec)
+    if found is not None:
+        scheme, name = found
         if weights:
             raise ModelError(
-                "--weights cannot be combined with a zoo model",
+                f"--weights cannot be combined with {spec.partition(':')[0]}:NAME",
                 field="weights",
-                fix="Drop --weights, or use the zoo model's factory as 'package.module:callable'.",
+                fix="Drop --weights, or use the architecture's factory as 'package.module:callable'.",
             )
-        return zoo.load(spec[4:])
+        return scheme.load(name)
     path = Path(spec)
     if path.is_dir():
         if weights:
@@ -894,13 +934,12 @@ def check_folder_architecture(arch: Any, *, trust_model: bool, source: str | Pat
             field="model",
             fix="Re-create the folder with 'robustness harden'.",
         )
-    if trust_model or factory.startswith("zoo:"):
+    if trust_model or model_scheme(factory) is not None:
         return
-    from robustness import zoo
-
-    if factory in zoo.builtin_factory_paths():
+    schemes = MODEL_SCHEMES.items()
+    if any(factory in scheme.factory_paths() for scheme in schemes.values()):
         return
-    builtin = ", ".join(f"zoo:{n}" for n in sorted({*zoo.ZOO, *zoo.ARCHITECTURES}))
+    builtin = ", ".join(f"{prefix}:{n}" for prefix, scheme in schemes.items() for n in scheme.names())
     raise ModelError(
         f"{source} names the factory {factory!r}, which is not a built-in architecture; loading the folder "
         "would import and call it (with the card's kwargs), running code named by the file",
@@ -915,7 +954,7 @@ def _check_weights_hash(weights: Path, expected: Any, card_path: Path) -> None:
     """Compare the weights file with the SHA-256 the card records (safetensors has no checksum of its own)."""
     if not isinstance(expected, str) or not weights.is_file():
         return  # older cards record none; a missing file is reported by load_weights
-    from robustness.io import sha256_file
+    from robustness.core.io import sha256_file
 
     actual = sha256_file(weights)
     if actual != expected:
@@ -936,8 +975,8 @@ def build_architecture(arch: dict[str, Any] | str) -> nn.Module:
     if isinstance(arch, str):
         arch = {"factory": arch}
     factory = arch.get("factory", "")
-    if factory.startswith("zoo:"):
-        from robustness import zoo
-
-        return zoo.architecture(factory[4:], arch.get("kwargs"))
+    found = model_scheme(factory)
+    if found is not None:
+        scheme, name = found
+        return scheme.architecture(name, arch.get("kwargs"))
     return build_factory(factory, arch.get("kwargs"))

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from robustness.errors import ConfigError
+from robustness.core.errors import ConfigError
 
 # A batch pass shorter than this (one thread) gains little from more threads and is where
 # OpenMP's spin-waiting costs most when the cores are shared.

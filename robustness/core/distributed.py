@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from robustness.errors import RobustnessError, UsageError
+from robustness.core.errors import RobustnessError, UsageError
 
 T = TypeVar("T")
 # Exit codes that mean "the command ran and judged" (pass, gate failed, unreliable); anything

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from robustness.errors import DataError, ModelError
+from robustness.core.errors import DataError, ModelError
 
 DIGITS_SPLIT_SEED = 0
 DIGITS_TEST_FRACTION = 0.2
@@ -253,7 +253,7 @@ def _check_npz_member(path: Path, name: str, info: zipfile.ZipInfo) -> None:
     if size > NPZ_MAX_MEMBER_BYTES:
         raise DataError(
             f"array {name!r} in {path} declares {_mb(size)} uncompressed, over the limit of "
-            f"{_mb(NPZ_MAX_MEMBER_BYTES)} (robustness.data.NPZ_MAX_MEMBER_BYTES)",
+            f"{_mb(NPZ_MAX_MEMBER_BYTES)} (robustness.core.data.NPZ_MAX_MEMBER_BYTES)",
             field=f"data.{name}",
             fix="Evaluate on a subset saved to a smaller file, or raise the limit if the memory is there.",
         )
@@ -261,7 +261,7 @@ def _check_npz_member(path: Path, name: str, info: zipfile.ZipInfo) -> None:
         raise DataError(
             f"array {name!r} in {path} decompresses to {_mb(size)} from {_mb(stored)} stored "
             f"({size / max(stored, 1):.0f} times), over the limit of {NPZ_MAX_RATIO} times "
-            "(robustness.data.NPZ_MAX_RATIO): a decompression bomb, or data that is almost all one value",
+            "(robustness.core.data.NPZ_MAX_RATIO): a decompression bomb, or data that is almost all one value",
             field=f"data.{name}",
             fix="Save the data uncompressed with numpy.savez (not savez_compressed) if it is genuine.",
         )
@@ -313,8 +313,8 @@ def _mb(n: int) -> str:
 
 
 def _load_factory(spec: str) -> Dataset:
-    from robustness.errors import ModelError
-    from robustness.model import import_object
+    from robustness.core.errors import ModelError
+    from robustness.core.model import import_object
 
     try:
         fn = import_object(spec, field="data")
@@ -338,7 +338,7 @@ def _load_factory(spec: str) -> Dataset:
     raise DataError(
         f"{spec} returned {type(out).__name__}",
         field="data",
-        fix="Return (x, y), (x, y, ids), a dict with 'x' and 'y', or a robustness.data.Dataset.",
+        fix="Return (x, y), (x, y, ids), a dict with 'x' and 'y', or a robustness.core.data.Dataset.",
     )
 
 

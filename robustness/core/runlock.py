@@ -25,8 +25,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NoReturn
 
-from robustness.errors import OutputError, RunLockedError
-from robustness.io import output_error
+from robustness.core.errors import OutputError, RunLockedError
+from robustness.core.io import output_error
 
 LOCK_FILE = ".robustness.lock"
 # A lock file is written right after it is created; one still unreadable after this long was left
