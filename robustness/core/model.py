@@ -409,7 +409,7 @@ def _load_module(spec: str, *, weights: str | None, trust_model: bool) -> tuple[
         scheme, name = found
         if weights:
             raise ModelError(
-                f"--weights cannot be combined with {spec.partition(':')[0]}:NAME",
+                f"--weights cannot be combined with a {spec.partition(':')[0]} model ({spec})",
                 field="weights",
                 fix="Drop --weights, or use the architecture's factory as 'package.module:callable'.",
             )
