@@ -7,7 +7,7 @@ import math
 import numbers
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from robustness.core.errors import DataError, ModelError
+from robustness.core.registry import Registry
 
 DIGITS_SPLIT_SEED = 0
 DIGITS_TEST_FRACTION = 0.2
@@ -118,9 +119,18 @@ def pick_subset(ds: Dataset, n_examples: int, seed: int) -> Dataset:
     return ds.subset(idx)
 
 
+# Data schemes: ``SCHEME:REST`` specs, each loaded by one function from the full spec. ``builtin``
+# is defined below; plug-ins add theirs (image folders, dataset files) through the
+# ``robustness.plugins`` entry-point group.
+DATA_SCHEMES: Registry[Callable[[str], Dataset]] = Registry(
+    "data scheme", entry_points="robustness.plugins", error=DataError, field="data"
+)
+
+
 def _load(spec: str) -> Dataset:
-    if spec.startswith("builtin:"):
-        return _builtin(spec)
+    prefix, sep, _ = spec.partition(":")
+    if sep and prefix and "." not in prefix and "/" not in prefix and prefix in DATA_SCHEMES:
+        return DATA_SCHEMES.get(prefix)(spec)
     path = Path(spec)
     if path.suffix == ".npz" or path.exists():
         return _load_npz(path, spec)
@@ -162,6 +172,9 @@ def _builtin(spec: str) -> Dataset:
         )
     x, y, idx = digits_split(split)
     return Dataset(torch.from_numpy(x), torch.from_numpy(y), [f"digits-{i}" for i in idx], spec, 10)
+
+
+DATA_SCHEMES.add("builtin", _builtin)
 
 
 def digits_split(split: str = "test") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
