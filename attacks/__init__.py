@@ -11,7 +11,7 @@ import pkgutil
 from attacks.base import Attack, AttackContext, AttackResult
 from attacks.registry import available, describe, get_attack, register
 
-_SUPPORT = {"base", "registry", "losses", "steps"}
+_SUPPORT = {"base", "composition", "registry", "losses", "steps"}
 for _info in pkgutil.iter_modules(__path__):
     if _info.name not in _SUPPORT and not _info.name.startswith("_"):
         importlib.import_module(f"attacks.{_info.name}")

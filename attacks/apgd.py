@@ -22,6 +22,7 @@ targets cost only what is still robust.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -88,6 +89,38 @@ def _loss_and_grad(
     return logits.detach(), loss_sum / eot_iter, grad / eot_iter
 
 
+@dataclass
+class _Active:
+    """Per-sample state of one APGD run, for the samples still being attacked."""
+
+    idx: torch.Tensor  # positions in the run's batch
+    x_orig: torch.Tensor
+    labels: torch.Tensor
+    eps: torch.Tensor
+    x_cur: torch.Tensor
+    x_prev: torch.Tensor
+    grad: torch.Tensor
+    f_cur: torch.Tensor
+    # The best-loss point, its gradient and loss (they drive the step-size schedule).
+    x_max: torch.Tensor
+    g_max: torch.Tensor
+    f_max: torch.Tensor
+    step: torch.Tensor
+    n_inc: torch.Tensor  # steps that increased the loss since the last checkpoint
+    f_last: torch.Tensor  # the best loss at the last checkpoint
+    halved_last: torch.Tensor
+    # The first adversarial point, recorded on the device until the next compaction.
+    hit: torch.Tensor
+    adv: torch.Tensor
+    loss_targets: torch.Tensor | None  # feed the loss (targeted DLR)
+    adv_targets: torch.Tensor | None  # decide what counts as adversarial (None: any misclassification)
+
+    def kept(self, keep: torch.Tensor) -> _Active:
+        """The samples ``keep`` selects (a boolean mask)."""
+        values = {field.name: getattr(self, field.name) for field in fields(self)}
+        return _Active(**{name: None if v is None else v[keep] for name, v in values.items()})
+
+
 def apgd_run(
     ctx: AttackContext,
     x: torch.Tensor,
@@ -119,50 +152,47 @@ def apgd_run(
     x_cur = _random_start(ctx, x, eps)
     logits, loss, grad = _loss_and_grad(ctx, x_cur, y, loss_targets, loss_fn, eot_iter)
     # Per-sample state of the samples still being attacked; compacted when samples break.
-    s: dict[str, torch.Tensor] = {
-        "idx": torch.arange(n, device=x.device),
-        "x": x,
-        "y": y,
-        "eps": eps,
-        "x_cur": x_cur,
-        "x_prev": x_cur.clone(),
-        "grad": grad,
-        "f_cur": loss,
-        "x_max": x_cur.clone(),
-        "g_max": grad.clone(),
-        "f_max": loss.clone(),
-        "step": 2.0 * eps,
-        "n_inc": torch.zeros(n, device=x.device),
-        "f_last": loss.clone(),
-        "halved_last": torch.zeros(n, dtype=torch.bool, device=x.device),
-        # The first adversarial point, recorded on the device until the next compaction.
-        "hit": torch.zeros(n, dtype=torch.bool, device=x.device),
-        "adv": x_cur.clone(),
-    }
-    if loss_targets is not None:
-        s["lt"] = loss_targets
-    if adv_targets is not None:
-        s["at"] = adv_targets
+    active = _Active(
+        idx=torch.arange(n, device=x.device),
+        x_orig=x,
+        labels=y,
+        eps=eps,
+        x_cur=x_cur,
+        x_prev=x_cur.clone(),
+        grad=grad,
+        f_cur=loss,
+        x_max=x_cur.clone(),
+        g_max=grad.clone(),
+        f_max=loss.clone(),
+        step=2.0 * eps,
+        n_inc=torch.zeros(n, device=x.device),
+        f_last=loss.clone(),
+        halved_last=torch.zeros(n, dtype=torch.bool, device=x.device),
+        hit=torch.zeros(n, dtype=torch.bool, device=x.device),
+        adv=x_cur.clone(),
+        loss_targets=loss_targets,
+        adv_targets=adv_targets,
+    )
 
     def record(logits: torch.Tensor) -> None:
         """Keep the first adversarial point of each sample (no host synchronisation)."""
-        new = ctx.is_adversarial(logits, s["y"], s.get("at")) & ~s["hit"]
-        s["adv"] = torch.where(new.view(view), s["x_cur"], s["adv"])
-        s["hit"] = s["hit"] | new
+        new = ctx.is_adversarial(logits, active.labels, active.adv_targets) & ~active.hit
+        active.adv = torch.where(new.view(view), active.x_cur, active.adv)
+        active.hit = active.hit | new
 
     def drop() -> bool:
         """Write out the samples found so far and drop them from the batch. True if none is left."""
-        nonlocal s
-        hit = s["hit"]
+        nonlocal active
+        hit = active.hit
         if hit.any():
-            gidx = s["idx"][hit]
-            x_adv_out[gidx] = s["adv"][hit]
+            gidx = active.idx[hit]
+            x_adv_out[gidx] = active.adv[hit]
             found[gidx] = True
-            x_max_out[gidx] = s["x_max"][hit]
-            f_max_out[gidx] = s["f_max"][hit]
+            x_max_out[gidx] = active.x_max[hit]
+            f_max_out[gidx] = active.f_max[hit]
             keep = ~hit
-            s = {k: v[keep] for k, v in s.items()}
-        return s["idx"].numel() == 0
+            active = active.kept(keep)
+        return active.idx.numel() == 0
 
     every = ctx.compact_every
     record(logits)
@@ -171,42 +201,42 @@ def apgd_run(
     last_ck = 0
     for k in range(steps):
         a = 1.0 if k == 0 else 0.75
-        xc, x0, e = s["x_cur"], s["x"], s["eps"]
-        direction = ascent_direction(s["grad"], ctx.norm)
-        z = ctx.project(xc + s["step"].view(view) * direction, x0, e)
-        x_new = ctx.project(xc + a * (z - xc) + (1 - a) * (xc - s["x_prev"]), x0, e)
-        s["x_prev"], s["x_cur"] = xc, x_new
-        logits, loss, grad = _loss_and_grad(ctx, x_new, s["y"], s.get("lt"), loss_fn, eot_iter)
-        s["grad"] = grad
-        s["n_inc"] = s["n_inc"] + (loss > s["f_cur"]).float()
-        s["f_cur"] = loss
+        xc, x0, e = active.x_cur, active.x_orig, active.eps
+        direction = ascent_direction(active.grad, ctx.norm)
+        z = ctx.project(xc + active.step.view(view) * direction, x0, e)
+        x_new = ctx.project(xc + a * (z - xc) + (1 - a) * (xc - active.x_prev), x0, e)
+        active.x_prev, active.x_cur = xc, x_new
+        logits, loss, grad = _loss_and_grad(ctx, x_new, active.labels, active.loss_targets, loss_fn, eot_iter)
+        active.grad = grad
+        active.n_inc = active.n_inc + (loss > active.f_cur).float()
+        active.f_cur = loss
         # A sample already found keeps its best-loss point of the moment it was found.
-        better = (loss > s["f_max"]) & ~s["hit"]
+        better = (loss > active.f_max) & ~active.hit
         bv = better.view(view)
-        s["x_max"] = torch.where(bv, x_new, s["x_max"])
-        s["g_max"] = torch.where(bv, grad, s["g_max"])
-        s["f_max"] = torch.where(better, loss, s["f_max"])
+        active.x_max = torch.where(bv, x_new, active.x_max)
+        active.g_max = torch.where(bv, grad, active.g_max)
+        active.f_max = torch.where(better, loss, active.f_max)
         record(logits)
         done = k + 1
         if (done % every == 0 or done == steps) and drop():
             break
         if done in checkpoints and done < steps:
             window = done - last_ck
-            oscillating = s["n_inc"] <= rho * window
-            stalled = ~s["halved_last"] & (s["f_max"] <= s["f_last"])
+            oscillating = active.n_inc <= rho * window
+            stalled = ~active.halved_last & (active.f_max <= active.f_last)
             halve = oscillating | stalled
             hv = halve.view(view)
-            s["step"] = torch.where(halve, s["step"] / 2, s["step"])
-            s["x_cur"] = torch.where(hv, s["x_max"], s["x_cur"])
-            s["grad"] = torch.where(hv, s["g_max"], s["grad"])
-            s["f_cur"] = torch.where(halve, s["f_max"], s["f_cur"])
-            s["halved_last"] = halve
-            s["f_last"] = s["f_max"].clone()
-            s["n_inc"] = torch.zeros_like(s["n_inc"])
+            active.step = torch.where(halve, active.step / 2, active.step)
+            active.x_cur = torch.where(hv, active.x_max, active.x_cur)
+            active.grad = torch.where(hv, active.g_max, active.grad)
+            active.f_cur = torch.where(halve, active.f_max, active.f_cur)
+            active.halved_last = halve
+            active.f_last = active.f_max.clone()
+            active.n_inc = torch.zeros_like(active.n_inc)
             last_ck = done
-    if s["idx"].numel():
-        x_max_out[s["idx"]] = s["x_max"]
-        f_max_out[s["idx"]] = s["f_max"]
+    if active.idx.numel():
+        x_max_out[active.idx] = active.x_max
+        f_max_out[active.idx] = active.f_max
     return x_adv_out, found, x_max_out, f_max_out
 
 

@@ -108,12 +108,13 @@ class _Counted(nn.Module):
 
     def __init__(self, ctx: AttackContext, softmax: bool) -> None:
         super().__init__()
-        self._ctx = [ctx]  # a list, so the model is not registered (or moved) as a submodule
+        # A context is not a module: nothing of it is registered (or moved) with this one.
+        self._ctx = ctx
         self._softmax = softmax
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # ART hands over float64 numpy data; the model runs in float32 (the cast is differentiable).
-        out = self._ctx[0].model(x.to(torch.float32))
+        out = self._ctx.model(x.to(torch.float32))
         return out.softmax(dim=1) if self._softmax else out
 
 

@@ -1,11 +1,16 @@
 """The attack contract: one call signature, one result type, and the guarantees every attack gets.
 
 An attack subclass implements only its algorithm, :meth:`Attack.perturb`, on a batch of
-samples that still need attacking. :meth:`Attack.__call__` does the rest once for all:
-validation, eval mode with frozen weights (gradients w.r.t. inputs only), seeding,
-skipping samples that are already misclassified or already broken at a smaller eps,
-batching, projection into the eps ball and the bounds, re-prediction of every returned
-example, and cost accounting.
+samples that still need attacking; a composition of attacks (:mod:`attacks.composition`)
+implements :meth:`Attack.perturb_attributed` instead, which also says which member found each
+example and how many queries its black-box members made. :meth:`Attack.__call__` is final (a
+subclass that overrides it is refused when its class is created) and does the rest once for
+all: validation, eval mode with frozen weights (gradients w.r.t. inputs only), seeding,
+skipping samples that are already misclassified or already broken at a smaller eps (the one
+eps loop with worst-case carry, :class:`WorstCase`), batching, projection into the eps ball and
+the bounds, re-prediction of every returned example, per-sample attribution and cost
+accounting. Everything a call found is in the :class:`AttackResult` it returns; an attack
+keeps nothing it found from one call to the next.
 """
 
 from __future__ import annotations
@@ -17,12 +22,13 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, final
 
 import torch
+from torch import nn
 
 from robustness.core.errors import AttackError
-from robustness.core.model import ModelUnderTest, load_model
+from robustness.core.model import ModelUnderTest
 from robustness.core.threat import check_eps, check_norm, clip_to_ball_and_bounds, lp_norm
 
 TARGET_MODES = ("random", "least-likely")
@@ -117,6 +123,10 @@ class AttackResult:
     time_s: float = 0.0
     targets: torch.Tensor | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    # Per sample, who broke it (see WorstCase): "clean", a member's name, or None.
+    broken_by: list[str | None] = field(default_factory=list)
+    # The attacks that ran, in order: the attack itself, or the members of a composition.
+    members: tuple[str, ...] = ()
 
     @property
     def n(self) -> int:
@@ -135,6 +145,17 @@ class AttackResult:
     @property
     def robust_accuracy(self) -> float:
         return int(self.robust.sum()) / self.n if self.n else 0.0
+
+    @property
+    def robust_after(self) -> dict[str, float]:
+        """Per member, in run order: the share of samples that neither it, nor a member before
+        it, nor the clean model broke (untargeted, the last one is the robust accuracy)."""
+        gone = {WorstCase.CLEAN}
+        after = {}
+        for member in self.members:
+            gone.add(member)
+            after[member] = sum(label not in gone for label in self.broken_by) / self.n if self.n else 0.0
+        return after
 
     def summary(self) -> dict[str, Any]:
         from robustness.core.metrics import clopper_pearson
@@ -156,7 +177,72 @@ class AttackResult:
         }
 
 
-class _Counter:
+@dataclass
+class BatchOutcome:
+    """What an attack's algorithm found for one batch (:meth:`Attack.perturb_attributed`).
+
+    ``candidates``: one adversarial candidate per sample, shaped like the batch (the base class
+    projects and re-predicts them). ``found_by``: for a composition, per sample the index in
+    :attr:`Attack.members` of the member whose candidate it is (-1: none); None means the attack
+    itself. ``n_queries``: forward passes made by black-box members of a white-box composition
+    (a black-box attack's own passes are counted by the base class).
+    """
+
+    candidates: torch.Tensor
+    found_by: torch.Tensor | None = None
+    n_queries: int = 0
+
+    def to(self, device: torch.device | str) -> BatchOutcome:
+        return BatchOutcome(
+            self.candidates.to(device),
+            None if self.found_by is None else self.found_by.to(device),
+            self.n_queries,
+        )
+
+
+class WorstCase:
+    """The carry of the eps loop: per sample, the worst case found so far and who found it.
+
+    The eps balls are nested, so an example found at a smaller eps is valid at every larger one:
+    a sample that succeeded keeps its example (``x_best``) and its attribution and is not
+    attacked again; the others are attacked again at the next eps. ``broken_by[i]`` is
+    ``"clean"`` for a sample that succeeded before any attack (misclassified, or already at its
+    target), the name of the attack or member whose example succeeded, ``"unattributed"`` for a
+    success that no member claimed, or None while the sample has not succeeded.
+    """
+
+    CLEAN = "clean"
+    UNATTRIBUTED = "unattributed"
+
+    def __init__(self, x: torch.Tensor, succeeded: torch.Tensor) -> None:
+        self.x_best = x.clone()
+        self.success = succeeded.clone()
+        self.broken_by: list[str | None] = [self.CLEAN if s else None for s in succeeded.tolist()]
+
+    def standing(self) -> torch.Tensor:
+        """Indices (ascending) of the samples still to attack."""
+        return (~self.success).nonzero().flatten()
+
+    def propose(self, idx: torch.Tensor, candidates: torch.Tensor) -> None:
+        """Candidates for the samples ``idx``: ``x_best`` is what will be re-predicted."""
+        self.x_best[idx] = candidates
+
+    def settle(self, success: torch.Tensor, found_by: Sequence[str | None]) -> None:
+        """Take ``success`` as re-predicted on ``x_best``; a sample that newly succeeded is
+        attributed to ``found_by[i]``, one that still succeeds keeps its attribution."""
+        labels: list[str | None] = []
+        for i, (was, now) in enumerate(zip(self.success.tolist(), success.tolist())):
+            if not now:
+                labels.append(None)
+            elif was:
+                labels.append(self.broken_by[i])
+            else:
+                labels.append(found_by[i] or self.UNATTRIBUTED)
+        self.broken_by = labels
+        self.success = success.clone()
+
+
+class PassCounter:
     """Counts per-sample forward and backward passes through the model."""
 
     def __init__(self) -> None:
@@ -173,7 +259,7 @@ class AttackContext:
         norm: str,
         generator: torch.Generator,
         num_classes: int,
-        counter: _Counter,
+        counter: PassCounter,
     ) -> None:
         self.mut = model
         self.norm = norm
@@ -184,6 +270,11 @@ class AttackContext:
         # Steps between removals of broken samples from the batch (see compact_interval).
         self.compact_every = compact_interval(self.device)
         self._counter = counter
+
+    @property
+    def n_forward(self) -> int:
+        """Per-sample forward passes counted so far (shared by the contexts built on this one)."""
+        return self._counter.forward
 
     def model(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of ``x`` (float32); counted. Gradients flow to ``x`` only."""
@@ -246,7 +337,9 @@ class Attack:
     """Base class. Subclasses set the class attributes and implement :meth:`perturb`.
 
     Call as ``attack(model, x, y, eps=0.1)`` (one :class:`AttackResult`) or with a list of
-    eps (one result per eps, ascending). Hyper-parameters go to the constructor.
+    eps (one result per eps, ascending). Hyper-parameters go to the constructor. ``model`` is
+    a :class:`~robustness.core.model.ModelUnderTest` (an ``nn.Module`` is wrapped in one with
+    the default bounds); a model spec is the caller's to load (``robustness.load_model``).
     """
 
     name: ClassVar[str] = ""
@@ -256,6 +349,14 @@ class Attack:
     description: ClassVar[str] = ""
     # Types of parameters whose default does not show it (a None default), e.g. {"step_size": float}.
     declared_param_types: ClassVar[dict[str, type]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__call__" in cls.__dict__:
+            raise TypeError(
+                f"{cls.__module__}.{cls.__qualname__} overrides Attack.__call__, which is final: "
+                "implement perturb (or perturb_attributed, for a composition of attacks) instead"
+            )
 
     def __init__(self, **params: Any) -> None:
         defaults = self.defaults()
@@ -313,7 +414,28 @@ class Attack:
         """Return adversarial candidates for the batch ``x`` (labels ``y``, per-sample ``eps``)."""
         raise NotImplementedError
 
+    def perturb_attributed(
+        self,
+        ctx: AttackContext,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        eps: torch.Tensor,
+        targets: torch.Tensor | None,
+    ) -> BatchOutcome:
+        """The batch's candidates with who found each: :meth:`perturb`'s, found by the attack itself.
+
+        A composition of attacks overrides this (see :class:`BatchOutcome`); the base class
+        calls it for every batch.
+        """
+        return BatchOutcome(self.perturb(ctx, x, y, eps, targets))
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        """The attacks that ``BatchOutcome.found_by`` indexes, in run order: this attack alone."""
+        return (self.name,)
+
     # -- the contract --------------------------------------------------------------------
+    @final
     def __call__(
         self,
         model: Any,
@@ -333,7 +455,7 @@ class Attack:
         ranks of a torchrun launch (every rank passes the same ``x``, ``y`` and arguments, and every
         rank gets the full result, equal to a single process's). Default: one process.
         """
-        mut = load_model(model) if not isinstance(model, ModelUnderTest) else model
+        mut = _model_under_test(model)
         norm = check_norm(norm)
         if norm not in self.norms:
             raise AttackError(
@@ -390,7 +512,7 @@ class Attack:
         eps_t = torch.as_tensor(eps, dtype=torch.float32, device=dev).flatten()
         eps_t = eps_t.expand(x0.shape[0]) if eps_t.numel() == 1 else eps_t
         gen = generator if generator is not None else torch.Generator(device=dev).manual_seed(int(seed))
-        ctx = _FullBudgetContext(model, norm, gen, int(model.num_classes or 0), _Counter())
+        ctx = _FullBudgetContext(model, norm, gen, int(model.num_classes or 0), PassCounter())
         guard = model.evaluating(freeze=True) if eval_mode else _frozen_weights(model)
         with guard, torch.enable_grad():
             cand = self.perturb(ctx, x0, y0, eps_t, targets)
@@ -408,94 +530,120 @@ class Attack:
         batch_size: int,
         dist: Any = None,
     ) -> list[AttackResult]:
+        """The eps loop: at each eps, attack the samples still standing, batch by batch; then
+        re-predict every example and carry the successes to the next eps (:class:`WorstCase`)."""
         from robustness.core.distributed import SINGLE
 
         dist = dist if dist is not None else SINGLE
         dev = mut.device
-        x0 = x.detach().to(
-            dev, dtype=torch.float32
-        )  # a copy on the model's device; the caller's x is untouched
+        # A copy on the model's device; the caller's x is untouched.
+        x0 = x.detach().to(dev, dtype=torch.float32)
         y0 = y.detach().to(dev, dtype=torch.long)
         num_classes = int(mut.num_classes or 0)
+        members = self.members
         with mut.evaluating(freeze=True):
             clean_pred = _predict(mut, x0, batch_size)
             targets = self._targets(mut, x0, y0, targeted, num_classes, seed, batch_size)
-            broken = clean_pred != y0 if targets is None else clean_pred == targets
-            x_best = x0.clone()
+            worst = WorstCase(x0, _succeeded(clean_pred, y0, targets))
             results = []
             for i, e in enumerate(eps_list):
-                counter = _Counter()
+                counter = PassCounter()
                 t0 = time.perf_counter()
-                todo = (~broken).nonzero().flatten()
+                todo = worst.standing()
                 batches = [todo[s : s + batch_size] for s in range(0, todo.numel(), batch_size)]
-                mine: dict[int, torch.Tensor] = {}
+                outcomes: dict[int, BatchOutcome] = {}
                 for b, idx in enumerate(batches):
                     if not dist.owns(b):
                         continue  # another rank's batch
                     # A generator per batch: a batch's result depends only on (seed, eps, batch).
                     gen = torch.Generator(device=dev).manual_seed(batch_seed(seed, i, b))
                     ctx = AttackContext(mut, norm, gen, num_classes, counter)
-                    xb, yb = x0[idx], y0[idx]
-                    tb = None if targets is None else targets[idx]
-                    eb = torch.full((idx.numel(),), e, device=dev)
-                    with torch.enable_grad():
-                        cand = self.perturb(ctx, xb, yb, eb, tb)
-                    if cand.shape != xb.shape:
-                        raise AttackError(
-                            f"attack {self.name!r} returned shape {tuple(cand.shape)} for inputs of "
-                            f"shape {tuple(xb.shape)}",
-                            field="attack",
-                            fix="perturb() must return one candidate per input, shaped like the input.",
-                        )
-                    # Project around fresh copies: an attack that edits its arguments in place
-                    # must not move the centre or the radius of the ball. NaN/inf entries fall
-                    # back to the clean value so that the bounds guarantee holds.
-                    xc = x0[idx]
-                    cand = cand.detach().to(dev, torch.float32)
-                    cand = torch.where(torch.isfinite(cand), cand, xc)
-                    cand = ctx.project(cand, xc, torch.full_like(eb, e))
-                    x_best[idx] = cand
-                    if dist.enabled:
-                        mine[b] = cand.cpu()
+                    outcomes[b] = self._attack_batch(ctx, x0, y0, targets, idx, e)
                 if dist.enabled:
-                    # Every rank gets every batch's examples and the summed costs.
-                    for part in dist.all_gather_object(mine):
-                        for b, cand in part.items():
-                            x_best[batches[b]] = cand.to(dev)
+                    # Every rank gets every batch's outcome and the summed costs.
+                    local = {b: outcome.to("cpu") for b, outcome in outcomes.items()}
+                    outcomes = {
+                        b: o.to(dev) for part in dist.all_gather_object(local) for b, o in part.items()
+                    }
                     counter.forward, counter.backward = dist.sum_counts([counter.forward, counter.backward])
+                found_by: list[str | None] = [None] * worst.success.numel()
+                member_queries = 0
+                for b, outcome in sorted(outcomes.items()):
+                    idx = batches[b]
+                    worst.propose(idx, outcome.candidates)
+                    member_queries += outcome.n_queries
+                    if outcome.found_by is None:
+                        names: list[str | None] = [self.name] * idx.numel()
+                    else:
+                        names = [members[m] if m >= 0 else None for m in outcome.found_by.tolist()]
+                    for sample, name in zip(idx.tolist(), names):
+                        found_by[sample] = name
                 # Re-predict everything: success is observed, never assumed.
-                adv_pred = _predict(mut, x_best, batch_size)
-                counter.forward += int(x_best.shape[0])
-                success = adv_pred != y0 if targets is None else adv_pred == targets
+                adv_pred = _predict(mut, worst.x_best, batch_size)
+                counter.forward += int(worst.x_best.shape[0])
+                success = _succeeded(adv_pred, y0, targets)
                 # A sample that is adversarial now keeps its example for every larger eps; the
                 # others are attacked again there. x_adv stays the example adv_pred was measured
                 # on (in targeted mode a failed sample may still be misclassified).
-                broken = success
+                worst.settle(success, found_by)
                 if dev.type == "cuda":
                     torch.cuda.synchronize(dev)
                 elapsed = time.perf_counter() - t0
-                out = x_best.clone().to(device=x.device, dtype=x.dtype)
                 n_fwd = counter.forward
                 results.append(
                     AttackResult(
                         attack=self.name,
                         norm=norm,
                         eps=float(e),
-                        x_adv=out,
+                        x_adv=worst.x_best.clone().to(device=x.device, dtype=x.dtype),
                         y=y0,
                         clean_pred=clean_pred,
                         adv_pred=adv_pred,
                         success=success.clone(),
-                        perturbation_norm=lp_norm(x_best - x0, norm),
+                        perturbation_norm=lp_norm(worst.x_best - x0, norm),
                         n_forward=n_fwd,
                         n_backward=counter.backward,
-                        n_queries=n_fwd if self.kind == "black-box" else 0,
+                        n_queries=(n_fwd if self.kind == "black-box" else 0) + member_queries,
                         time_s=elapsed,
                         targets=targets,
                         params=dict(self.params),
+                        broken_by=list(worst.broken_by),
+                        members=members,
                     )
                 )
         return results
+
+    def _attack_batch(
+        self,
+        ctx: AttackContext,
+        x0: torch.Tensor,
+        y0: torch.Tensor,
+        targets: torch.Tensor | None,
+        idx: torch.Tensor,
+        eps: float,
+    ) -> BatchOutcome:
+        """The samples ``idx`` attacked at ``eps``: the algorithm's outcome, its candidates
+        checked and projected into the ball and the bounds."""
+        xb, yb = x0[idx], y0[idx]
+        tb = None if targets is None else targets[idx]
+        eb = torch.full((idx.numel(),), eps, device=x0.device)
+        with torch.enable_grad():
+            outcome = self.perturb_attributed(ctx, xb, yb, eb, tb)
+        cand = outcome.candidates
+        if cand.shape != xb.shape:
+            raise AttackError(
+                f"attack {self.name!r} returned shape {tuple(cand.shape)} for inputs of shape {tuple(xb.shape)}",
+                field="attack",
+                fix="perturb() must return one candidate per input, shaped like the input.",
+            )
+        # Project around fresh copies: an attack that edits its arguments in place must not move
+        # the centre or the radius of the ball. NaN/inf entries fall back to the clean value so
+        # that the bounds guarantee holds.
+        centre = x0[idx]
+        cand = cand.detach().to(x0.device, torch.float32)
+        cand = torch.where(torch.isfinite(cand), cand, centre)
+        cand = ctx.project(cand, centre, torch.full_like(eb, eps))
+        return BatchOutcome(cand, outcome.found_by, int(outcome.n_queries))
 
     def _targets(
         self,
@@ -530,6 +678,25 @@ class Attack:
             field="targeted",
             fix=f"Use one of: {', '.join(TARGET_MODES)}, or a tensor of target labels.",
         )
+
+
+def _model_under_test(model: Any) -> ModelUnderTest:
+    """The model an attack runs on: a ModelUnderTest, or an ``nn.Module`` wrapped in one."""
+    if isinstance(model, ModelUnderTest):
+        return model
+    if isinstance(model, nn.Module):
+        return ModelUnderTest(model, spec=f"<{type(model).__name__}>")
+    loaded = "load_model(spec)" if isinstance(model, str | bytes) or hasattr(model, "__fspath__") else "it"
+    raise AttackError(
+        f"an attack runs on a loaded model (a ModelUnderTest or an nn.Module), got {type(model).__name__}",
+        field="model",
+        fix=f"Load the model first: model = {loaded} (from robustness import load_model), then attack it.",
+    )
+
+
+def _succeeded(pred: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
+    """Per sample: misclassified (untargeted), or at its target."""
+    return pred != y if targets is None else pred == targets
 
 
 @torch.no_grad()

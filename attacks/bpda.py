@@ -31,10 +31,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from attacks.base import Attack, AttackContext
-from attacks.registry import get_attack, register
+from attacks.base import AttackContext, BatchOutcome
+from attacks.composition import Wrapper
+from attacks.registry import register
 from robustness.core.errors import AttackError
-from robustness.core.model import ModelUnderTest, import_object, load_model
+from robustness.core.model import ModelUnderTest, import_object
 
 Fn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -87,7 +88,7 @@ class _BPDAContext(AttackContext):
 
 
 @register
-class BPDA(Attack):
+class BPDA(Wrapper):
     name = "bpda"
     norms = ("linf", "l2", "l1")
     supports_targeted = True
@@ -111,23 +112,14 @@ class BPDA(Attack):
         p = self.params
         self._pre = None if p["preprocess"] is None else _callable(p["preprocess"], "preprocess")
         self._backward = None if p["backward"] == "identity" else _callable(p["backward"], "backward")
-        self._body_spec = p["model_body"]
-        self._bodies: dict[str, ModelUnderTest] = {}
-        for k in ("preprocess", "model_body", "backward"):
-            p[k] = _label(p[k])
-        p["attack_params"] = dict(p["attack_params"] or {})
-        self.inner = get_attack(p["attack"], **p["attack_params"])
-        self.norms = tuple(self.inner.norms)
-        self.supports_targeted = bool(self.inner.supports_targeted)
+        # The body object is kept aside; params keep printable labels (results are JSON).
+        self._body = p["model_body"]
+        for key in ("preprocess", "model_body", "backward"):
+            p[key] = _label(p[key])
 
     def check_params(self) -> None:
+        super().check_params()
         p = self.params
-        if p["attack"] == self.name:
-            raise AttackError("bpda cannot wrap itself", field="attack", fix="Use e.g. attack='pgd'.")
-        if p["attack_params"] is not None and not isinstance(p["attack_params"], dict):
-            raise AttackError(
-                "attack_params must be a dict", field="attack_params", fix="E.g. {'steps': 50}."
-            )
         b = p["model_body"]
         if b is not None and not isinstance(b, (str, nn.Module, ModelUnderTest)):
             raise AttackError(
@@ -142,9 +134,8 @@ class BPDA(Attack):
         mut = ctx.mut
         module = mut.module
         pre = self._pre if self._pre is not None else getattr(module, "preprocess", None)
-        if self._body_spec is not None:
-            body_mut = self._body_on(ctx)
-            body: Fn = body_mut.net
+        if self._body is not None:
+            body: Fn = self._body_on(ctx).net
             normalize: Fn = _identity
         elif hasattr(module, "body") and callable(module.body):
             body = module.body
@@ -178,21 +169,7 @@ class BPDA(Attack):
         return forward
 
     def _body_on(self, ctx: AttackContext) -> ModelUnderTest:
-        key = str(ctx.device)
-        if key not in self._bodies:
-            b = self._body_spec
-            if isinstance(b, ModelUnderTest):
-                mut = b
-                if mut.device != ctx.device:
-                    mut = ModelUnderTest(
-                        b.module, spec=b.spec, bounds=b.bounds, mean=b.mean, std=b.std, device=ctx.device
-                    )
-            elif isinstance(b, nn.Module):
-                mut = ModelUnderTest(b, spec=_label(b) or "<body>", bounds=ctx.bounds, device=ctx.device)
-            else:
-                mut = load_model(b, bounds=ctx.bounds, device=ctx.device)
-            self._bodies[key] = mut
-        return self._bodies[key]
+        return self.placed_model(self._body, self.params["model_body"] or "<body>", ctx)
 
     def _check(self, ctx: AttackContext, forward: Fn, x: torch.Tensor) -> None:
         with torch.no_grad():
@@ -214,23 +191,23 @@ class BPDA(Attack):
                 "preprocessing set check=False and wrap the attack in eot.",
             )
 
-    def perturb(
+    def perturb_attributed(
         self,
         ctx: AttackContext,
         x: torch.Tensor,
         y: torch.Tensor,
         eps: torch.Tensor,
         targets: torch.Tensor | None,
-    ) -> torch.Tensor:
+    ) -> BatchOutcome:
         forward = self._split(ctx)
-        body_mut = self._bodies.get(str(ctx.device)) if self._body_spec is not None else None
+        body = self._body_on(ctx) if self._body is not None else None
         if self.params["check"]:
             self._check(ctx, forward, x)
-        bctx = _BPDAContext(ctx, forward)
-        if body_mut is not None and body_mut is not ctx.mut:
-            with body_mut.evaluating(freeze=True):
-                return self.inner.perturb(bctx, x, y, eps, targets)
-        return self.inner.perturb(bctx, x, y, eps, targets)
+        straight_through = _BPDAContext(ctx, forward)
+        if body is not None and body is not ctx.mut:
+            with body.evaluating(freeze=True):
+                return self.run_inner(straight_through, x, y, eps, targets)
+        return self.run_inner(straight_through, x, y, eps, targets)
 
 
 def _identity(x: torch.Tensor) -> torch.Tensor:

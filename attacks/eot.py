@@ -20,8 +20,9 @@ from typing import Any
 
 import torch
 
-from attacks.base import Attack, AttackContext
-from attacks.registry import get_attack, register
+from attacks.base import AttackContext, BatchOutcome
+from attacks.composition import Wrapper
+from attacks.registry import register
 from robustness.core.errors import AttackError
 
 
@@ -31,36 +32,38 @@ class _EOTContext(AttackContext):
     def __init__(self, outer: AttackContext, samples: int, min_success: float, stack: bool) -> None:
         super().__init__(outer.mut, outer.norm, outer.generator, outer.num_classes, outer._counter)
         self._outer = outer
-        self._k = samples
+        self._samples = samples
         self._min_success = min_success
         self._stack = stack
-        self._last: tuple[torch.Tensor, torch.Tensor] | None = None  # (mean logits, per-draw predictions)
+        # The latest call's mean logits and per-draw predictions.
+        self._last_mean: torch.Tensor | None = None
+        self._last_draw_preds: torch.Tensor | None = None
 
     def model(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[0]
+        k = self._samples
         if self._stack:
-            draws = self._outer.model(x.repeat(self._k, *([1] * (x.dim() - 1)))).view(self._k, n, -1)
+            draws = self._outer.model(x.repeat(k, *([1] * (x.dim() - 1)))).view(k, n, -1)
         else:
-            draws = torch.stack([self._outer.model(x) for _ in range(self._k)])
+            draws = torch.stack([self._outer.model(x) for _ in range(k)])
         mean = draws.mean(dim=0)
-        self._last = (mean, draws.detach().argmax(dim=2))
+        self._last_mean, self._last_draw_preds = mean, draws.detach().argmax(dim=2)
         return mean
 
     def is_adversarial(  # type: ignore[override]
         self, logits: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None
     ) -> torch.Tensor:
         hit = self._outer.is_adversarial(logits, y, targets)
-        last = self._last
+        mean, preds = self._last_mean, self._last_draw_preds
         # Logits straight from the latest call (the same storage): also ask most draws to agree.
-        if last is not None and logits.data_ptr() == last[0].data_ptr() and logits.shape == last[0].shape:
-            preds = last[1]
+        if mean is not None and logits.data_ptr() == mean.data_ptr() and logits.shape == mean.shape:
             per_draw = preds == targets if targets is not None else preds != y
             hit = hit & (per_draw.float().mean(dim=0) >= self._min_success - 1e-9)
         return hit
 
 
 @register
-class EOT(Attack):
+class EOT(Wrapper):
     name = "eot"
     norms = ("linf", "l2", "l1")
     supports_targeted = True
@@ -72,10 +75,6 @@ class EOT(Attack):
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        self.params["attack_params"] = dict(self.params["attack_params"] or {})
-        self.inner = get_attack(self.params["attack"], **self.params["attack_params"])
-        self.norms = tuple(self.inner.norms)
-        self.supports_targeted = bool(self.inner.supports_targeted)
         self.kind = self.inner.kind
 
     def check_params(self) -> None:
@@ -88,27 +87,22 @@ class EOT(Attack):
             raise AttackError(
                 f"min_success must be in (0, 1], got {p['min_success']}", field="min_success", fix="Use 1.0."
             )
-        if p["attack"] == self.name:
-            raise AttackError("eot cannot wrap itself", field="attack", fix="Use e.g. attack='pgd'.")
-        if p["attack_params"] is not None and not isinstance(p["attack_params"], dict):
-            raise AttackError(
-                "attack_params must be a dict", field="attack_params", fix="E.g. {'steps': 50}."
-            )
+        super().check_params()
 
-    def perturb(
+    def perturb_attributed(
         self,
         ctx: AttackContext,
         x: torch.Tensor,
         y: torch.Tensor,
         eps: torch.Tensor,
         targets: torch.Tensor | None,
-    ) -> torch.Tensor:
+    ) -> BatchOutcome:
         p = self.params
-        ectx = _EOTContext(ctx, int(p["eot_samples"]), float(p["min_success"]), bool(p["stack"]))
+        averaged = _EOTContext(ctx, int(p["eot_samples"]), float(p["min_success"]), bool(p["stack"]))
         # Seed the model's own randomness (global RNG) from the attack's generator, and leave the
         # caller's global RNG as it was.
         seed = int(torch.randint(0, 2**62, (1,), device=ctx.device, generator=ctx.generator))
         devices = [ctx.device] if ctx.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
-            return self.inner.perturb(ectx, x, y, eps, targets)
+            return self.run_inner(averaged, x, y, eps, targets)

@@ -20,6 +20,7 @@ only if an adversarial example with norm <= eps was found (the final check again
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -75,6 +76,21 @@ def project_on_hyperplane_box(
     return torch.sign(ws) * mag
 
 
+@dataclass
+class _Active:
+    """The samples of one FAB run still being attacked; compacted as they finish."""
+
+    idx: torch.Tensor  # positions in the run's batch
+    x_orig: torch.Tensor
+    labels: torch.Tensor
+    targets: torch.Tensor
+    eps: torch.Tensor
+    x_cur: torch.Tensor
+
+    def kept(self, keep: torch.Tensor) -> _Active:
+        return _Active(*(getattr(self, field.name)[keep] for field in fields(self)))
+
+
 def _fab_run(
     ctx: AttackContext,
     x: torch.Tensor,
@@ -107,7 +123,7 @@ def _fab_run(
         x_cur = (x + radius.view(view) * u).clamp(lo, hi)
     else:
         x_cur = x.clone()
-    s = {"idx": torch.arange(b, device=x.device), "x": x, "y": y, "t": t, "eps": eps, "x_cur": x_cur}
+    active = _Active(torch.arange(b, device=x.device), x, y, t, eps, x_cur)
 
     def evaluate(xc: torch.Tensor, yy: torch.Tensor, tt: torch.Tensor, grad: bool):
         """Logits, f = z_t - z_y and its input gradient (None without ``grad``)."""
@@ -126,28 +142,30 @@ def _fab_run(
 
         Only ``live`` samples (not yet within eps) count; all on the device, no host sync.
         """
-        adv = (logits.argmax(dim=1) != s["y"]) & live
-        gidx = s["idx"]  # distinct indices: the scatters below need no host sync
-        d = lp_norm(s["x_cur"] - s["x"], norm)
+        adv = (logits.argmax(dim=1) != active.labels) & live
+        gidx = active.idx  # distinct indices: the scatters below need no host sync
+        d = lp_norm(active.x_cur - active.x_orig, norm)
         better = adv & (d < best_norm[gidx])
         best_norm[gidx] = torch.where(better, d, best_norm[gidx])
-        x_best[gidx] = torch.where(better.view(view), s["x_cur"], x_best[gidx])
-        s["x_cur"] = torch.where(adv.view(view), s["x"] + beta * (s["x_cur"] - s["x"]), s["x_cur"])
+        x_best[gidx] = torch.where(better.view(view), active.x_cur, x_best[gidx])
+        active.x_cur = torch.where(
+            adv.view(view), active.x_orig + beta * (active.x_cur - active.x_orig), active.x_cur
+        )
 
     if random_start:
         # A random start can already be adversarial (x_o itself is not: it was filtered).
-        record_and_step_back(evaluate(s["x_cur"], y, t, grad=False)[0], best_norm[s["idx"]] > s["eps"])
+        record_and_step_back(evaluate(active.x_cur, y, t, grad=False)[0], best_norm[active.idx] > active.eps)
     for it in range(steps):
         # Samples within eps are done. Dropping them needs a host sync, so it happens every
         # ctx.compact_every steps; in between they are carried along but no longer recorded.
-        live = best_norm[s["idx"]] > s["eps"]
+        live = best_norm[active.idx] > active.eps
         if it % ctx.compact_every == 0 and not bool(live.all()):
-            s = {key: v[live] for key, v in s.items()}
-            if s["idx"].numel() == 0:
+            active = active.kept(live)
+            if active.idx.numel() == 0:
                 return
             live = live[live]
-        xc, x0 = s["x_cur"], s["x"]
-        _, f, g = evaluate(xc, s["y"], s["t"], grad=True)
+        xc, x0 = active.x_cur, active.x_orig
+        _, f, g = evaluate(xc, active.labels, active.targets, grad=True)
         bb = xc.shape[0]
         w = g.reshape(bb, flat)
         # Hyperplane f(x_k) + <w, z - x_k> = 0, reached from x_k and from x_o.
@@ -164,10 +182,10 @@ def _fab_run(
         dn = lp_norm(d, norm).clamp_min(1e-8)
         d_cur, d_orig = d[:bb].view_as(xc), d[bb:].view_as(xc)
         alpha = (dn[:bb] / (dn[:bb] + dn[bb:])).clamp(0.0, alpha_max).view(view)
-        s["x_cur"] = ((1 - alpha) * (xc + eta * d_cur) + alpha * (x0 + eta * d_orig)).clamp(lo, hi)
+        active.x_cur = ((1 - alpha) * (xc + eta * d_cur) + alpha * (x0 + eta * d_orig)).clamp(lo, hi)
         # FAB iterates hover at the boundary, so most steps are adversarial: a forward-only check
         # here is cheaper than a gradient at every point later stepped back from.
-        record_and_step_back(evaluate(s["x_cur"], s["y"], s["t"], grad=False)[0], live)
+        record_and_step_back(evaluate(active.x_cur, active.labels, active.targets, grad=False)[0], live)
 
 
 @register

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+from torch.nn.functional import cross_entropy
+
+from robustness.core.errors import AttackError
 
 
 def ce_loss(logits: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy of the true class (untargeted) or minus that of the target (targeted)."""
     if targets is not None:
-        return -F.cross_entropy(logits, targets, reduction="none")
-    return F.cross_entropy(logits, y, reduction="none")
+        return -cross_entropy(logits, targets, reduction="none")
+    return cross_entropy(logits, y, reduction="none")
 
 
 def margin_loss(logits: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
@@ -39,8 +41,6 @@ LOSSES = {"ce": ce_loss, "margin": margin_loss, "dlr": dlr_loss}
 
 
 def get_loss(name: str):
-    from robustness.core.errors import AttackError
-
     if name not in LOSSES:
         raise AttackError(f"unknown loss {name!r}", field="loss", fix=f"Use one of: {', '.join(LOSSES)}.")
     return LOSSES[name]

@@ -1,4 +1,10 @@
-"""The attack registry: every attack is one file and one entry here, found by name."""
+"""The attack registry: every attack is one file and one entry here, found by name.
+
+:data:`ATTACKS` is a :class:`robustness.core.registry.Registry`: its first lookup imports every
+module of the ``attacks`` folder (each registers its class with :func:`register`) and the
+``robustness.plugins`` entry points. ``art:ClassName`` is not in it: the ART bridge is built on
+demand for any ART evasion attack.
+"""
 
 from __future__ import annotations
 
@@ -6,58 +12,54 @@ from typing import Any
 
 from attacks.base import Attack
 from robustness.core.errors import AttackError
+from robustness.core.registry import Registry
 
-_REGISTRY: dict[str, type[Attack]] = {}
+ATTACKS: Registry[type[Attack]] = Registry(
+    "attack", package="attacks", entry_points="robustness.plugins", error=AttackError, field="attack"
+)
+ART_PREFIX = "art:"
+ART_HINT = "Or art:ClassName for any ART evasion attack."
 
 
 def register(cls: type[Attack]) -> type[Attack]:
     """Class decorator: make an attack available by its ``name``."""
     if not cls.name:
         raise ValueError(f"{cls.__name__} has no name")
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise ValueError(f"attack name {cls.name!r} registered twice")
-    _REGISTRY[cls.name] = cls
-    return cls
+    return ATTACKS.add(cls.name, cls)
 
 
 def available() -> dict[str, type[Attack]]:
     """Registered attacks by name (the ART bridge, ``art:ClassName``, is resolved on demand)."""
-    import attacks  # noqa: F401 - importing the package registers the built-in attacks
-
-    return dict(sorted(_REGISTRY.items()))
+    return ATTACKS.items()
 
 
 def get_attack(name: str, **params: Any) -> Attack:
     """Build the attack called ``name`` with hyper-parameters ``params``."""
-    known = available()
     if not isinstance(name, str):
         raise AttackError(
             f"an attack name is a string, got {type(name).__name__}",
             field="attack",
-            fix=f"Known attacks: {', '.join(known)}; or art:ClassName for any ART evasion attack.",
+            fix=f"Known: {', '.join(ATTACKS.names())}. {ART_HINT}",
         )
-    if name.startswith("art:"):
+    if name.startswith(ART_PREFIX):
         from attacks.art_bridge import ARTAttack
 
-        return ARTAttack(art_class=name[4:], **params)
-    if name not in known:
-        raise AttackError(
-            f"unknown attack {name!r}",
-            field="attack",
-            fix=f"Known attacks: {', '.join(known)}; or art:ClassName for any ART evasion attack.",
-        )
-    return known[name](**params)
+        return ARTAttack(art_class=name[len(ART_PREFIX) :], **params)
+    if name not in ATTACKS:
+        unknown = ATTACKS.unknown(name)
+        raise AttackError(unknown.message, field=unknown.field, fix=f"{unknown.fix} {ART_HINT}")
+    return ATTACKS.get(name)(**params)
 
 
 def describe() -> list[dict[str, Any]]:
     """Name, norms, kind and targeted support of every attack (for ``robustness attacks``)."""
     return [
         {
-            "name": n,
-            "norms": list(c.norms),
-            "kind": c.kind,
-            "targeted": c.supports_targeted,
-            "description": c.description,
+            "name": name,
+            "norms": list(cls.norms),
+            "kind": cls.kind,
+            "targeted": cls.supports_targeted,
+            "description": cls.description,
         }
-        for n, c in available().items()
+        for name, cls in available().items()
     ]

@@ -17,7 +17,7 @@ import math
 from typing import Any
 
 import torch
-import torch.nn.functional as F
+from torch.nn.functional import cross_entropy
 
 from attacks.base import Attack, AttackContext
 from attacks.registry import register
@@ -179,10 +179,10 @@ class Square(Attack):
         z_c = logits.gather(1, cls[:, None]).squeeze(1)
         other = logits.scatter(1, cls[:, None], float("-inf")).amax(dim=1)
         if targets is not None:
-            return other - z_c, F.cross_entropy(logits, targets, reduction="none")
+            return other - z_c, cross_entropy(logits, targets, reduction="none")
         margin = z_c - other
         if self.params["loss"] == "ce":
-            return margin, -F.cross_entropy(logits, y, reduction="none")
+            return margin, -cross_entropy(logits, y, reduction="none")
         return margin, margin
 
     # -- the attack ----------------------------------------------------------------------------

@@ -19,17 +19,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from attacks.base import Attack, AttackContext, _Counter
-from attacks.registry import get_attack, register
+from attacks.base import AttackContext, BatchOutcome, PassCounter
+from attacks.composition import Wrapper
+from attacks.registry import register
 from robustness.core.errors import AttackError
-from robustness.core.model import ModelUnderTest, load_model
+from robustness.core.model import ModelUnderTest
 
 
 class _SurrogateContext(AttackContext):
     """The inner attack's view: the surrogate, the target's threat model and generator."""
 
     def __init__(self, outer: AttackContext, surrogate: ModelUnderTest, maximize: bool) -> None:
-        super().__init__(surrogate, outer.norm, outer.generator, int(surrogate.num_classes or 0), _Counter())
+        super().__init__(
+            surrogate, outer.norm, outer.generator, int(surrogate.num_classes or 0), PassCounter()
+        )
         self.bounds = outer.bounds
         self._outer = outer
         self._maximize = maximize
@@ -51,7 +54,7 @@ def _label(obj: Any) -> str:
 
 
 @register
-class Transfer(Attack):
+class Transfer(Wrapper):
     name = "transfer"
     norms = ("linf", "l2", "l1")
     kind = "black-box"
@@ -67,12 +70,6 @@ class Transfer(Attack):
         self._surrogate = self.params["surrogate"]
         # Keep params printable (results are JSON); the object itself is kept aside.
         self.params["surrogate"] = _label(self._surrogate)
-        self.params["attack_params"] = dict(self.params["attack_params"] or {})
-        self.inner = get_attack(self.params["attack"], **self.params["attack_params"])
-        # What the inner attack supports decides what the transfer supports.
-        self.norms = tuple(self.inner.norms)
-        self.supports_targeted = bool(self.inner.supports_targeted)
-        self._loaded: dict[str, ModelUnderTest] = {}
 
     def check_params(self) -> None:
         p = self.params
@@ -84,45 +81,17 @@ class Transfer(Attack):
                 fix="Give surrogate= a model spec (e.g. 'zoo:digits-cnn', a file, 'package.module:callable'), "
                 "a ModelUnderTest or an nn.Module, trained independently of the target.",
             )
-        if p["attack"] == self.name:
-            raise AttackError("transfer cannot wrap itself", field="attack", fix="Use e.g. attack='pgd'.")
-        if p["attack_params"] is not None and not isinstance(p["attack_params"], dict):
-            raise AttackError(
-                "attack_params must be a dict", field="attack_params", fix="E.g. {'steps': 50}."
-            )
+        super().check_params()
 
-    def _surrogate_on(self, ctx: AttackContext) -> ModelUnderTest:
-        key = str(ctx.device)
-        if key not in self._loaded:
-            s = self._surrogate
-            if isinstance(s, ModelUnderTest):
-                mut = s
-                if mut.device != ctx.device:
-                    mut = ModelUnderTest(
-                        s.module,
-                        spec=s.spec,
-                        bounds=s.bounds,
-                        mean=s.mean,
-                        std=s.std,
-                        device=ctx.device,
-                        num_classes=s.num_classes,
-                    )
-            elif isinstance(s, nn.Module):
-                mut = ModelUnderTest(s, spec=_label(s), bounds=ctx.bounds, device=ctx.device)
-            else:
-                mut = load_model(s, bounds=ctx.bounds, device=ctx.device)
-            self._loaded[key] = mut
-        return self._loaded[key]
-
-    def perturb(
+    def perturb_attributed(
         self,
         ctx: AttackContext,
         x: torch.Tensor,
         y: torch.Tensor,
         eps: torch.Tensor,
         targets: torch.Tensor | None,
-    ) -> torch.Tensor:
-        sur = self._surrogate_on(ctx)
+    ) -> BatchOutcome:
+        sur = self.placed_model(self._surrogate, self.params["surrogate"], ctx)
         sur.validate(x)
         if ctx.num_classes and sur.num_classes != ctx.num_classes:
             raise AttackError(
@@ -130,7 +99,7 @@ class Transfer(Attack):
                 field="surrogate",
                 fix="Use a surrogate trained on the same label set.",
             )
-        inner_ctx = _SurrogateContext(ctx, sur, bool(self.params["maximize"]))
+        on_surrogate = _SurrogateContext(ctx, sur, bool(self.params["maximize"]))
         with sur.evaluating(freeze=True), torch.enable_grad():
-            cand = self.inner.perturb(inner_ctx, x, y, eps, targets)
-        return cand.detach()
+            # The inner attack's queries go to the surrogate, not to the target.
+            return self.run_inner(on_surrogate, x, y, eps, targets, queries_count=False)

@@ -1,4 +1,4 @@
-"""Scale-out and GPU fast paths, measured (issue 7).
+"""Scale-out and GPU fast paths, measured.
 
 CPU (default): the same command on 1 process and on 2 (``python -m torch.distributed.run
 --standalone --nproc_per_node=2``, gloo), with the speed-up and a check that the numbers are

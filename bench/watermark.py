@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# Run as a script, bench/ comes first on sys.path and bench/attacks.py would shadow the attacks package.
+sys.path.insert(0, str(ROOT))
 os.environ.setdefault("ROBUSTNESS_CACHE", str(ROOT / ".cache" / "zoo"))
 
 from resultsfile import write_section  # noqa: E402 - bench/resultsfile.py
@@ -53,10 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from defenses.watermark import embed_watermark
+    from defenses.watermark import WatermarkKey, embed_watermark, verify
     from robustness.core.data import load_data
     from robustness.core.model import load_model
-    from robustness.watermark import WatermarkKey, survival_table, verify
+    from robustness.watermark import survival_table
     from robustness.zoo import train_digits_cnn
 
     t_start = time.perf_counter()

@@ -3,9 +3,8 @@
 :class:`Trainer` owns what every method shares: data order, optimiser and schedule, AMP,
 validation (clean accuracy and PGD robust accuracy on a held-out split), choice of the best
 epoch, early stopping, the catastrophic-overfitting guard, an atomic checkpoint after every
-epoch with exact resume, the JSONL log and the model folder. The method (``standard``,
-``pgd-at``, ``trades``, ``fast-at``, ``distillation``) only turns a batch into a loss; see
-:mod:`defenses.objective`.
+epoch with exact resume, the JSONL log and the model folder. The method (one file in
+``defenses/objectives/``) only turns a batch into a loss; see :mod:`defenses.objective`.
 
 Determinism: on CPU, the same config, data and initial weights give bit-identical weights,
 interrupted and resumed or not. Every random draw comes from a generator whose state is in

@@ -1,24 +1,35 @@
 """Report figures drawn with matplotlib's Agg backend, returned as PNG bytes.
 
-Each function takes values straight from the results dict (or examples.npz) and draws them;
+Each function takes values straight from the typed results (or examples.npz) and draws them;
 nothing is recomputed except what a picture needs (the difference image, a colour scale).
+matplotlib is imported when the first figure is drawn: listing the report formats walks this
+folder and must stay light.
 """
 
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
+if TYPE_CHECKING:
+    import numpy as np
 
-matplotlib.use("Agg", force=False)  # no display needed; harmless if the caller chose Agg already
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+    from robustness.core.schema import AuditResults
 
 DPI = 150
 
 
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)  # no display needed; harmless if the caller chose Agg already
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _png(fig) -> bytes:
+    plt = _pyplot()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
     plt.close(fig)
@@ -27,6 +38,9 @@ def _png(fig) -> bytes:
 
 def confusion_matrix(confusion: list[list[int]]) -> bytes:
     """Heat map of the clean confusion matrix with counts written in the cells."""
+    import numpy as np
+
+    plt = _pyplot()
     cm = np.asarray(confusion, dtype=np.int64)
     c = cm.shape[0]
     size = min(6.0, 2.0 + 0.38 * c)
@@ -54,47 +68,50 @@ def confusion_matrix(confusion: list[list[int]]) -> bytes:
     return _png(fig)
 
 
-def robust_curve(results: dict[str, Any]) -> bytes:
+def robust_curve(results: AuditResults) -> bytes:
     """Robust accuracy vs eps: worst case with its 95% band, each attack (cumulative), gates."""
-    rows = results["robust"]
-    clean = results["clean"]
-    eps = np.array([0.0] + [float(r["eps"]) for r in rows])
-    acc = np.array([clean["accuracy"]] + [r["accuracy"] for r in rows])
-    lo = np.array([clean["ci"][0]] + [r["ci"][0] for r in rows])
-    hi = np.array([clean["ci"][1]] + [r["ci"][1] for r in rows])
+    import numpy as np
+
+    plt = _pyplot()
+    rows = results.robust
+    clean = results.clean
+    eps = np.array([0.0] + [float(r.eps) for r in rows])
+    acc = np.array([clean.accuracy] + [r.accuracy for r in rows])
+    lo = np.array([clean.ci[0]] + [r.ci[0] for r in rows])
+    hi = np.array([clean.ci[1]] + [r.ci[1] for r in rows])
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     ax.fill_between(eps, lo, hi, color="#1f77b4", alpha=0.18, label="worst case, 95% CI")
     ax.plot(eps, acc, "o-", color="#1f77b4", lw=2.2, label="worst case over all attacks")
-    attacks = [a["name"] for a in results.get("attacks") or []] or list(rows[0].get("per_attack", {}))
+    attacks = [a.name for a in results.attacks or []] or list(rows[0].per_attack or {})
     styles = ["--", ":", "-.", (0, (3, 1, 1, 1))]
     for i, name in enumerate(attacks):
-        ys = [r.get("per_attack", {}).get(name) for r in rows]
+        ys = [(r.per_attack or {}).get(name) for r in rows]
         if any(v is None for v in ys):
             continue
         ax.plot(
             eps,
-            [clean["accuracy"], *ys],
+            [clean.accuracy, *ys],
             linestyle=styles[i % len(styles)],
             marker=".",
             lw=1.2,
             label=f"after {name} (cumulative)",
         )
-    for g in results.get("gates") or []:
-        base, _, at = g["name"].partition("@")
-        if base == "min_robust_accuracy" and at and g.get("threshold") is not None:
+    for g in results.gates:
+        if g.kind == "min_robust_accuracy" and g.eps is not None and g.threshold is not None:
             ax.plot(
-                float(at),
-                float(g["threshold"]),
+                float(g.eps),
+                float(g.threshold),
                 marker="_",
                 markersize=18,
                 mew=2.5,
-                color="#2ca02c" if g.get("passed") else "#d62728",
+                color="#2ca02c" if g.passed else "#d62728",
                 linestyle="none",
             )
     ax.plot(
         [], [], marker="_", markersize=12, mew=2.5, color="gray", linestyle="none", label="gate threshold"
     )
-    ax.set_xlabel(f"eps ({results.get('threat', {}).get('norm', rows[0].get('norm', ''))})")
+    norm = (results.threat.norm if results.threat else None) or rows[0].norm or ""
+    ax.set_xlabel(f"eps ({norm})")
     ax.set_ylabel("accuracy")
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlim(left=0)
@@ -104,14 +121,17 @@ def robust_curve(results: dict[str, Any]) -> bytes:
     return _png(fig)
 
 
-def per_class(results: dict[str, Any]) -> bytes | None:
+def per_class(results: AuditResults) -> bytes | None:
     """Heat map of per-class accuracy: clean, then robust at each eps."""
-    rows = [r for r in results["robust"] if r.get("per_class_accuracy")]
-    clean_pc = results["clean"].get("per_class_accuracy") or {}
+    import numpy as np
+
+    rows = [r for r in results.robust if r.per_class_accuracy]
+    clean_pc = results.clean.per_class_accuracy or {}
     if not rows:
         return None
-    classes = sorted(rows[0]["per_class_accuracy"], key=lambda k: (len(k), k))
-    cols = [("clean", clean_pc)] + [(f"eps {r['eps']:g}", r["per_class_accuracy"]) for r in rows]
+    plt = _pyplot()
+    classes = sorted(rows[0].per_class_accuracy, key=lambda k: (len(k), k))
+    cols = [("clean", clean_pc)] + [(f"eps {r.eps:g}", r.per_class_accuracy) for r in rows]
     m = np.array([[np.nan if d.get(c) is None else float(d[c]) for _, d in cols] for c in classes])
     fig, ax = plt.subplots(figsize=(1.4 + 0.9 * len(cols), 0.8 + 0.28 * len(classes)))
     ax.imshow(np.ma.masked_invalid(m), cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
@@ -128,6 +148,8 @@ def per_class(results: dict[str, Any]) -> bytes | None:
 
 def _to_rgb(a: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """(C, H, W) in [lo, hi] -> (H, W, 3) in [0, 1]: grey for one channel, RGB for three, else channel 0."""
+    import numpy as np
+
     a = (np.clip(a, lo, hi) - lo) / ((hi - lo) or 1.0)
     if a.ndim == 3 and a.shape[0] == 3:
         return np.transpose(a, (1, 2, 0))
@@ -142,6 +164,9 @@ def example_grid(examples: dict[str, Any], bounds: tuple[float, float] = (0.0, 1
     The tiles are composed into one array and drawn with a single ``imshow`` (dozens of axes
     would cost seconds per report).
     """
+    import numpy as np
+
+    plt = _pyplot()
     x_clean = np.asarray(examples["x_clean"], dtype=np.float32)
     x_adv = np.asarray(examples["x_adv"], dtype=np.float32)
     eps = np.asarray(examples["eps"], dtype=np.float64)

@@ -21,9 +21,13 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from reports import as_results, renderer
 from reports import results as R
+
+if TYPE_CHECKING:
+    from robustness.core.schema import AuditResults, CheckOutcome, Gate
 
 SCHEMA = Path(__file__).with_name("junit-10.xsd")
 # XML 1.0 forbids most control characters, and UTF-8 lone surrogates (which JSON allows); a
@@ -44,48 +48,36 @@ def _time(t: Any) -> str:
     return f"{v:.3f}"
 
 
-def _gate_time(g: dict[str, Any], res: dict[str, Any]) -> float:
+def _gate_time(g: Gate, res: AuditResults) -> float:
     """A gate judging one eps takes that eps's attack time; other gates cost nothing."""
-    _, _, at = str(g.get("name", "")).partition("@")
-    try:
-        e = float(at)
-    except ValueError:
-        return 0.0
-    return next(
-        (float(r.get("time_s") or 0) for r in res.get("robust") or [] if abs(float(r["eps"]) - e) < 1e-12),
-        0.0,
-    )
+    row = res.row_at(g.eps)
+    return float(row.time_s or 0) if row is not None else 0.0
 
 
-def _gate_case(g: dict[str, Any], res: dict[str, Any]) -> tuple[ET.Element, str]:
-    case = ET.Element("testcase", classname="robustness.gates", name=_t(g.get("name", "?")))
+def _gate_case(g: Gate, res: AuditResults) -> tuple[ET.Element, str]:
+    case = ET.Element("testcase", classname="robustness.gates", name=_t(g.name))
     case.set("time", _time(_gate_time(g, res)))
-    detail = g.get("detail") or (
-        f"value {R.num(g.get('value'))}, threshold {R.num(g.get('threshold'))}, judged on {g.get('judge', 'n/a')}"
+    detail = g.detail or (
+        f"value {R.num(g.value)}, threshold {R.num(g.threshold)}, judged on {g.judge or 'n/a'}"
     )
-    if g.get("passed"):
+    if g.passed:
         ET.SubElement(case, "system-out").text = _t(detail)
         return case, "pass"
     fail = ET.SubElement(
         case,
         "failure",
         type="GateFailed",
-        message=_t(
-            f"{g.get('name')}: value {R.num(g.get('value'))}, required {R.gate_comparator(g.get('name', ''))} "
-            f"{R.num(g.get('threshold'))}"
-        ),
+        message=_t(f"{g.name}: value {R.num(g.value)}, required {R.gate_symbol(g)} {R.num(g.threshold)}"),
     )
-    fail.text = _t(f"{detail}\nverdict: {res.get('verdict')} - {res.get('verdict_reason', '')}")
+    fail.text = _t(f"{detail}\nverdict: {res.verdict} - {res.verdict_reason or ''}")
     return case, "failure"
 
 
-def _check_case(c: dict[str, Any]) -> tuple[ET.Element, str]:
-    case = ET.Element(
-        "testcase", classname="robustness.sanity_checks", name=_t(c.get("name", "?")), time="0.000"
-    )
-    status = c.get("status")
-    title = c.get("title") or c.get("name", "?")
-    detail = c.get("detail") or ""
+def _check_case(c: CheckOutcome) -> tuple[ET.Element, str]:
+    case = ET.Element("testcase", classname="robustness.sanity_checks", name=_t(c.name), time="0.000")
+    status = c.status
+    title = c.title or c.name
+    detail = c.detail or ""
     if status == "pass":
         ET.SubElement(case, "system-out").text = _t(f"{title}: {detail}")
         return case, "pass"
@@ -93,15 +85,13 @@ def _check_case(c: dict[str, Any]) -> tuple[ET.Element, str]:
         ET.SubElement(case, "skipped", message=_t(f"skipped: {detail or title}"))
         return case, "skipped"
     if status == "waived":
-        ET.SubElement(
-            case, "skipped", type="Waived", message=_t(f"waived: {c.get('waiver') or 'no reason given'}")
-        )
+        ET.SubElement(case, "skipped", type="Waived", message=_t(f"waived: {c.waiver or 'no reason given'}"))
         ET.SubElement(case, "system-out").text = _t(
-            f"{title}: {detail}\nwaived by the user, reason: {c.get('waiver') or 'no reason given'}"
+            f"{title}: {detail}\nwaived by the user, reason: {c.waiver or 'no reason given'}"
         )
         return case, "skipped"
     # "fail", or any status this renderer does not know: never shown as a pass.
-    why = R.CHECK_EXPLANATIONS.get(c.get("name", ""), "")
+    why = R.CHECK_EXPLANATIONS.get(c.name, "")
     fail = ET.SubElement(case, "failure", type="SanityCheckFailed", message=_t(f"{title} (status {status})"))
     fail.text = _t(
         f"{detail}\n{why}\nA failed sanity check makes the audit unreliable: the robust accuracy may be too high."
@@ -128,30 +118,30 @@ def _suite(name: str, cases: list[tuple[ET.Element, str]], props: dict[str, Any]
     return suite
 
 
-def to_xml(results: dict[str, Any]) -> str:
+def to_xml(results: AuditResults | dict[str, Any]) -> str:
     """The JUnit document as a string."""
-    R.check_schema(results)
-    model = results.get("model") or {}
-    data = results.get("data") or {}
+    results = as_results(results)
+    model_spec = results.model.spec if results.model else None
+    data = results.data
     props = {
-        "verdict": results.get("verdict"),
-        "verdict_reason": results.get("verdict_reason", ""),
-        "model": model.get("spec", ""),
-        "model_sha256": model.get("sha256", ""),
-        "data": data.get("spec", ""),
-        "data_sha256": data.get("sha256", ""),
-        "schema_version": results.get("schema_version"),
-        "tool_version": results.get("tool_version", ""),
+        "verdict": results.verdict,
+        "verdict_reason": results.verdict_reason or "",
+        "model": model_spec or "",
+        "model_sha256": (results.model.sha256 if results.model else None) or "",
+        "data": (data.spec if data else None) or "",
+        "data_sha256": (data.sha256 if data else None) or "",
+        "schema_version": results.file_schema_version,
+        "tool_version": results.tool_version or "",
     }
-    gates = [_gate_case(g, results) for g in results.get("gates") or []]
-    checks = [_check_case(c) for c in results.get("sanity_checks") or []]
+    gates = [_gate_case(g, results) for g in results.gates]
+    checks = [_check_case(c) for c in results.sanity_checks]
     root = ET.Element(
         "testsuites",
-        name=_t(f"robustness audit of {model.get('spec', '?')}"),
+        name=_t(f"robustness audit of {model_spec or '?'}"),
         tests=str(len(gates) + len(checks)),
         failures=str(sum(1 for _, s in gates + checks if s == "failure")),
         errors="0",
-        time=_time((results.get("timing") or {}).get("total_s", 0.0)),
+        time=_time((results.timing.total_s if results.timing else None) or 0.0),
     )
     root.append(_suite("robustness.gates", gates, props))
     root.append(_suite("robustness.sanity_checks", checks, props))
@@ -159,7 +149,8 @@ def to_xml(results: dict[str, Any]) -> str:
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
-def render(results: dict[str, Any], path: str | Path) -> Path:
+@renderer("junit", "junit.xml", aliases=("xml",), suffixes=(".xml",), order=20)
+def render(results: AuditResults | dict[str, Any], path: str | Path, *, source: Path | None = None) -> Path:
     """Write junit.xml atomically."""
     from robustness.core.io import atomic_write_text
 

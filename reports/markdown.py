@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from reports import as_results, renderer
 from reports import results as R
+
+if TYPE_CHECKING:
+    from robustness.core.schema import AuditResults, Gate, RobustRow
 
 ICON = {"pass": "✅", "fail": "❌", "unreliable": "⚠️"}
 
@@ -67,80 +71,66 @@ def _code(value: Any, *, table: bool = False) -> str:
     return f"{fence} {s} {fence}" if longest else f"{fence}{s}{fence}"
 
 
-def _gates_at(results: dict[str, Any], eps: float) -> str:
-    out = []
-    for g in results.get("gates") or []:
-        base, _, at = str(g.get("name", "")).partition("@")
-        try:
-            if not at or abs(float(at) - float(eps)) > 1e-12:
-                continue
-        except ValueError:
-            continue
-        mark = "✅" if g.get("passed") else "❌"
-        cmp = R.gate_comparator(base)
-        out.append(
-            f"{mark} {_text(base.replace('_', ' '))} {cmp} {_text(R.num(g.get('threshold')))} "
-            f"(value {_text(R.num(g.get('value')))})"
-        )
-    return "<br>".join(out) or "–"
+def _gate_line(g: Gate) -> str:
+    mark = "✅" if g.passed else "❌"
+    return (
+        f"{mark} {_text(g.kind.replace('_', ' '))} {R.gate_symbol(g)} {_text(R.num(g.threshold))} "
+        f"(value {_text(R.num(g.value))})"
+    )
 
 
-def to_markdown(results: dict[str, Any]) -> str:
+def _gates_at(results: AuditResults, row: RobustRow) -> str:
+    """The gates judging this row's eps."""
+    return "<br>".join(_gate_line(g) for g in results.gates if results.row_at(g.eps) is row) or "–"
+
+
+def to_markdown(results: AuditResults | dict[str, Any]) -> str:
     """The summary as Markdown text."""
-    R.check_schema(results)
-    verdict = str(results.get("verdict", "?"))
-    model = results.get("model") or {}
-    data = results.get("data") or {}
-    threat = results.get("threat") or {}
-    clean = results["clean"]
+    from robustness.core.schema import DataInfo, Environment, ModelInfo, Threat
+
+    results = as_results(results)
+    verdict = results.verdict
+    model = results.model or ModelInfo()
+    data = results.data or DataInfo()
+    threat = results.threat or Threat()
+    clean = results.clean
+    q = "?"
     lines = [
         f"## {ICON.get(verdict, '')} Robustness audit: **{_text(verdict.upper())}**",
         "",
-        _text(results.get("verdict_reason", ""), line_start=True),
+        _text(results.verdict_reason or "", line_start=True),
         "",
-        f"Model {_code(model.get('spec', '?'))} (sha256 {_code(str(model.get('sha256', ''))[:12])}) on "
-        f"{_code(data.get('spec', '?'))}, n = {_text(data.get('n', clean.get('n', '?')))}, "
-        f"norm {_text(threat.get('norm', '?'))}. Intervals are exact 95% Clopper–Pearson.",
+        f"Model {_code(model.spec or q)} (sha256 {_code((model.sha256 or '')[:12])}) on "
+        f"{_code(data.spec or q)}, n = {_text(_first(data.n, clean.n))}, "
+        f"norm {_text(threat.norm or q)}. Intervals are exact 95% Clopper–Pearson.",
         "",
         "| eps | robust accuracy | 95% CI | robust / n | gates |",
         "|---:|---:|:---:|---:|:---|",
     ]
-    clean_gates = [g for g in results.get("gates") or [] if g.get("name") == "min_clean_accuracy"]
-    cg = (
-        "<br>".join(
-            f"{'✅' if g.get('passed') else '❌'} min clean accuracy ≥ {_text(R.num(g.get('threshold')))} "
-            f"(value {_text(R.num(g.get('value')))})"
-            for g in clean_gates
-        )
-        or "–"
-    )
+    clean_gates = [g for g in results.gates if g.kind == "min_clean_accuracy"]
+    cg = "<br>".join(_gate_line(g) for g in clean_gates) or "–"
     lines.append(
-        f"| 0 (clean) | {R.pct(clean.get('accuracy'))} | {R.ci(clean.get('ci'))} | "
-        f"{_text(clean.get('correct', '?'))}/{_text(clean.get('n', '?'))} | {cg} |"
+        f"| 0 (clean) | {R.pct(clean.accuracy)} | {R.ci(clean.ci)} | "
+        f"{_text(_first(clean.correct))}/{_text(_first(clean.n))} | {cg} |"
     )
-    for r in results["robust"]:
+    for r in results.robust:
         lines.append(
-            f"| {R.eps_str(r['eps'])} | {R.pct(r.get('accuracy'))} | {R.ci(r.get('ci'))} | "
-            f"{_text(r.get('n_robust', '?'))}/{_text(r.get('n', '?'))} | {_gates_at(results, r['eps'])} |"
+            f"| {R.eps_str(r.eps)} | {R.pct(r.accuracy)} | {R.ci(r.ci)} | "
+            f"{_text(_first(r.n_robust))}/{_text(_first(r.n))} | {_gates_at(results, r)} |"
         )
-    shown = {"min_clean_accuracy"} | {
-        g["name"]
-        for g in results.get("gates") or []
-        if "@" in str(g.get("name")) and _is_eps_gate(g, results)
-    }
-    other = [g for g in results.get("gates") or [] if g.get("name") not in shown]
+    other = [g for g in results.gates if g.kind != "min_clean_accuracy" and results.row_at(g.eps) is None]
     if other:
         lines += ["", "| other gate | value | threshold | result |", "|:---|---:|---:|:---:|"]
         for g in other:
             lines.append(
-                f"| {_text(g.get('name'))} | {_text(R.num(g.get('value')))} | {_text(R.num(g.get('threshold')))} | "
-                f"{'✅ pass' if g.get('passed') else '❌ fail'} |"
+                f"| {_text(g.name)} | {_text(R.num(g.value))} | {_text(R.num(g.threshold))} | "
+                f"{'✅ pass' if g.passed else '❌ fail'} |"
             )
-    checks = results.get("sanity_checks") or []
-    failed = R.failed_checks(results)
-    waived = [c for c in checks if c.get("status") == "waived"]
-    skipped = [c for c in checks if c.get("status") == "skip"]
-    n_pass = sum(1 for c in checks if c.get("status") == "pass")
+    checks = results.sanity_checks
+    failed = results.failed_checks()
+    waived = [c for c in checks if c.status == "waived"]
+    skipped = [c for c in checks if c.status == "skip"]
+    n_pass = sum(1 for c in checks if c.status == "pass")
     lines += [
         "",
         f"**Sanity checks:** {n_pass} passed, {len(failed)} failed, {len(skipped)} skipped, {len(waived)} waived.",
@@ -148,32 +138,24 @@ def to_markdown(results: dict[str, Any]) -> str:
     if failed:
         lines += ["", "Failed sanity checks (the robust accuracy may be too high and cannot be trusted):", ""]
         lines += [
-            f"- ❌ **{_text(c.get('title') or c['name'])}** ({_code(c['name'])}): {_text(c.get('detail', ''))}"
-            for c in failed
+            f"- ❌ **{_text(c.title or c.name)}** ({_code(c.name)}): {_text(c.detail or '')}" for c in failed
         ]
     if waived:
         lines += ["", "Waived checks:", ""]
-        lines += [
-            f"- {_code(c['name'])}: waived, reason: {_text(c.get('waiver') or 'none given')}" for c in waived
-        ]
+        lines += [f"- {_code(c.name)}: waived, reason: {_text(c.waiver or 'none given')}" for c in waived]
     if skipped:
         lines += ["", "Skipped checks:", ""]
-        lines += [f"- {_code(c['name'])}: {_text(c.get('detail', ''))}" for c in skipped]
-    wm = results.get("watermark")
-    if wm:
-        lines += [
-            "",
-            f"**Watermark:** {_text(wm.get('k', '?'))}/{_text(wm.get('K', '?'))} trigger matches, "
-            f"p-value {_text(R.num(wm.get('p_value')))}, "
-            f"{'verified' if wm.get('verified') else 'NOT verified'}.",
-        ]
-    t = (results.get("timing") or {}).get("total_s")
-    env = results.get("environment") or {}
+        lines += [f"- {_code(c.name)}: {_text(c.detail or '')}" for c in skipped]
+    for result in results.sections.values():
+        view = result.view()
+        lines += ["", f"**{_text(view.label)}:** {_text(view.summary)}"]
+    t = results.timing.total_s if results.timing else None
+    env = results.environment or Environment()
     # Where and how the model ran: a bf16 audit judges success at bf16 (see the README).
-    ran_on = ", ".join(_text(env[k]) for k in ("device", "precision") if env.get(k))
+    ran_on = ", ".join(_text(v) for v in (env.device, env.precision) if v)
     lines += [
         "",
-        f"<sub>robustness-audit {_text(results.get('tool_version', ''))}, {_text(results.get('created', ''))}"
+        f"<sub>robustness-audit {_text(results.tool_version or '')}, {_text(results.created or '')}"
         + (f", {ran_on}" if ran_on else "")
         + (f", {R.seconds(t)}" if t is not None else "")
         + "</sub>",
@@ -182,23 +164,20 @@ def to_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _is_eps_gate(g: dict[str, Any], results: dict[str, Any]) -> bool:
-    _, _, at = str(g.get("name", "")).partition("@")
-    try:
-        e = float(at)
-    except ValueError:
-        return False
-    return any(abs(float(r["eps"]) - e) < 1e-12 for r in results["robust"])
+def _first(*values: Any) -> Any:
+    """The first value that is not None, else '?'."""
+    return next((v for v in values if v is not None), "?")
 
 
-def render(results: dict[str, Any], path: str | Path) -> Path:
+@renderer("md", "summary.md", aliases=("markdown",), suffixes=(".md", ".markdown"), order=30)
+def render(results: AuditResults | dict[str, Any], path: str | Path, *, source: Path | None = None) -> Path:
     """Write summary.md atomically."""
     from robustness.core.io import atomic_write_text
 
     return atomic_write_text(path, to_markdown(results))
 
 
-def append_step_summary(results: dict[str, Any], summary_file: str | Path) -> None:
+def append_step_summary(results: AuditResults | dict[str, Any], summary_file: str | Path) -> None:
     """Append the summary to GitHub's ``$GITHUB_STEP_SUMMARY`` file (appending is how GitHub expects it)."""
     text = to_markdown(results)
     with open(summary_file, "a", encoding="utf-8") as fh:

@@ -9,9 +9,10 @@ Characters those fonts lack (CJK, emoji, control characters) are printed as esca
 Layout: a heading is never left alone at a page's foot and a short table never splits across
 pages (see :class:`_Writer`).
 
-Everything on the page comes from the results dict and the ``examples.npz`` named in it;
-a missing optional piece (examples, per-class numbers, watermark) becomes a sentence, never
-a crash.
+Everything on the page comes from the typed results and the ``examples.npz`` named in them;
+a missing optional piece (examples, per-class numbers, a section) becomes a sentence, never
+a crash. Each section of the audit (the watermark today) is drawn from its own
+:meth:`~robustness.core.schema.SectionResult.view`.
 """
 
 from __future__ import annotations
@@ -22,9 +23,13 @@ import math
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from reports import as_results, renderer
 from reports import results as R
+
+if TYPE_CHECKING:
+    from robustness.core.schema import AuditResults, CheckOutcome, SectionResult
 
 VERDICT_COLOUR = {"pass": (26, 127, 55), "fail": (207, 34, 46), "unreliable": (188, 76, 0)}
 VERDICT_MEANING = {
@@ -81,13 +86,14 @@ def _visible(text: str, drawable: frozenset[int]) -> str:
     )
 
 
-def _make_doc(results: dict[str, Any], fonts_of: Any = None):
+def _make_doc(results: AuditResults, fonts_of: Any = None):
     """The report's FPDF document. ``fonts_of``: a document whose loaded fonts to share (the
     scratch copy used for measuring; loading the four fonts again costs more than the rest)."""
     from fpdf import FPDF
 
-    verdict = str(results.get("verdict", "?"))
-    model = str((results.get("model") or {}).get("spec", "?"))
+    verdict = results.verdict
+    model = _or((results.model.spec if results.model else None), "?")
+    tool = _or(results.tool_version, "")
 
     class _Doc(FPDF):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -115,8 +121,8 @@ def _make_doc(results: dict[str, Any], fonts_of: Any = None):
             self.set_y(-12)
             self.set_font("Sans", "", 7)
             self.set_text_color(*GREY)
-            created = results.get("created", "")
-            self.cell(0, 4, f"robustness-audit {results.get('tool_version', '')} | {created}", align="L")
+            created = _or(results.created, "")
+            self.cell(0, 4, f"robustness-audit {tool} | {created}", align="L")
             self.cell(0, 4, f"page {self.page_no()}/{{nb}}", align="R")
             self.set_text_color(0, 0, 0)
 
@@ -145,7 +151,7 @@ def _make_doc(results: dict[str, Any], fonts_of: Any = None):
     doc.set_margins(16, 14, 16)
     doc.set_title(_SURROGATE.sub("?", f"Robustness audit: {model}"))
     doc.set_author("robustness-audit")
-    doc.set_creator(f"robustness-audit {results.get('tool_version', '')}")
+    doc.set_creator(f"robustness-audit {tool}")
     return doc
 
 
@@ -339,15 +345,20 @@ class _Writer:
 # -- sections ----------------------------------------------------------------------------------
 
 
-def _verdict_page(w: _Writer, res: dict[str, Any]) -> None:
+def _or(value: Any, default: Any) -> Any:
+    """``value``, or ``default`` when it is None (absent from the results)."""
+    return default if value is None else value
+
+
+def _verdict_page(w: _Writer, res: AuditResults) -> None:
     d = w.doc
-    verdict = str(res.get("verdict", "?"))
-    model = res.get("model") or {}
+    verdict = res.verdict
+    model_spec = res.model.spec if res.model else None
+    data_spec = res.data.spec if res.data else None
     d.set_font("Sans", "B", 18)
     d.cell(0, 10, "Adversarial robustness audit", new_x="LMARGIN", new_y="NEXT")
     w.p(
-        f"Model {model.get('spec', '?')} on {(res.get('data') or {}).get('spec', '?')}, "
-        f"created {res.get('created', '?')}",
+        f"Model {_or(model_spec, '?')} on {_or(data_spec, '?')}, created {_or(res.created, '?')}",
         9,
         colour=GREY,
     )
@@ -360,27 +371,27 @@ def _verdict_page(w: _Writer, res: dict[str, Any]) -> None:
     d.set_text_color(0, 0, 0)
     d.set_fill_color(255, 255, 255)
     d.ln(2)
-    w.p(str(res.get("verdict_reason") or ""), 11, "B")
+    w.p(res.verdict_reason or "", 11, "B")
     w.p(VERDICT_MEANING.get(verdict, ""), 9)
 
     w.h2("Headline numbers")
-    clean = res["clean"]
-    threat = res.get("threat") or {}
+    clean = res.clean
+    norm = res.threat.norm if res.threat else None
     rows = [
         [
             "clean",
-            R.pct(clean.get("accuracy")),
-            R.ci(clean.get("ci")),
-            f"{clean.get('correct', '?')}/{clean.get('n', '?')}",
+            R.pct(clean.accuracy),
+            R.ci(clean.ci),
+            f"{_or(clean.correct, '?')}/{_or(clean.n, '?')}",
         ]
     ]
-    for r in res["robust"]:
+    for r in res.robust:
         rows.append(
             [
-                f"robust, {r.get('norm', threat.get('norm', ''))} eps {R.eps_str(r['eps'])}",
-                R.pct(r.get("accuracy")),
-                R.ci(r.get("ci")),
-                f"{r.get('n_robust', '')}/{r.get('n', '')}",
+                f"robust, {_or(r.norm, _or(norm, ''))} eps {R.eps_str(r.eps)}",
+                R.pct(r.accuracy),
+                R.ci(r.ci),
+                f"{_or(r.n_robust, '')}/{_or(r.n, '')}",
             ]
         )
     w.table(["accuracy", "point estimate", "95% CI (exact)", "correct / n"], rows, (60, 35, 50, 35))
@@ -393,28 +404,25 @@ def _verdict_page(w: _Writer, res: dict[str, Any]) -> None:
     )
 
     w.h2("Gates")
-    gates = res.get("gates") or []
-    if gates:
+    if res.gates:
         grows, colours = [], []
-        for g in gates:
+        for g in res.gates:
             grows.append(
                 [
-                    R.gate_label(g["name"]),
-                    R.num(g.get("value")),
-                    f"{R.gate_comparator(g['name'])} {R.num(g.get('threshold'))}",
-                    {"ci_low": "CI low end", "point": "point estimate"}.get(
-                        g.get("judge"), str(g.get("judge") or "")
-                    ),
-                    "PASS" if g.get("passed") else "FAIL",
+                    R.gate_label(g),
+                    R.num(g.value),
+                    f"{R.gate_symbol(g)} {R.num(g.threshold)}",
+                    {"ci_low": "CI low end", "point": "point estimate"}.get(g.judge, str(g.judge or "")),
+                    "PASS" if g.passed else "FAIL",
                 ]
             )
-            colours.append(VERDICT_COLOUR["pass"] if g.get("passed") else VERDICT_COLOUR["fail"])
+            colours.append(VERDICT_COLOUR["pass"] if g.passed else VERDICT_COLOUR["fail"])
         w.table(
             ["gate", "value", "required", "judged on", "result"], grows, (62, 24, 24, 38, 22), colours=colours
         )
-        for g in gates:
-            if g.get("detail") and not g.get("passed"):
-                w.p(f"{g['name']}: {g['detail']}", 8.5, colour=VERDICT_COLOUR["fail"])
+        for g in res.gates:
+            if g.detail and not g.passed:
+                w.p(f"{g.name}: {g.detail}", 8.5, colour=VERDICT_COLOUR["fail"])
     else:
         w.p("No gates were configured: the audit reports numbers but judges nothing.", 9)
     w.p(
@@ -422,8 +430,8 @@ def _verdict_page(w: _Writer, res: dict[str, Any]) -> None:
         8,
         colour=GREY,
     )
-    checks = res.get("sanity_checks") or []
-    counts = {s: sum(1 for c in checks if c.get("status") == s) for s in ("pass", "fail", "skip", "waived")}
+    checks = res.sanity_checks
+    counts = {s: sum(1 for c in checks if c.status == s) for s in ("pass", "fail", "skip", "waived")}
     w.p(
         f"Sanity checks: {counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped, "
         f"{counts['waived']} waived (section 'Sanity checks').",
@@ -433,9 +441,9 @@ def _verdict_page(w: _Writer, res: dict[str, Any]) -> None:
     )
 
 
-def _config_source(res: dict[str, Any]) -> str:
-    env = res.get("environment") or {}
-    cfg = res.get("config") or {}
+def _config_source(res: AuditResults) -> str:
+    env = res.environment.to_dict() if res.environment else {}
+    cfg = res.config or {}
     src = cfg.get("source") or cfg.get("config_file") or env.get("config_file")
     cmd = env.get("command_line")
     parts = []
@@ -446,24 +454,26 @@ def _config_source(res: dict[str, Any]) -> str:
     return ", ".join(parts) or "see the appendix"
 
 
-def _scope(w: _Writer, res: dict[str, Any]) -> None:
+def _scope(w: _Writer, res: AuditResults) -> None:
     w.h1("Scope and threat model")
-    threat = res.get("threat") or {}
-    data = res.get("data") or {}
-    norm = threat.get("norm", "?")
-    eps = threat.get("eps") or [r["eps"] for r in res["robust"]]
-    bounds = threat.get("bounds") or (res.get("model") or {}).get("bounds")
+    threat, data, model = res.threat, res.data, res.model
+    norm = _or(threat.norm if threat else None, "?")
+    eps = (threat.eps if threat else None) or [r.eps for r in res.robust]
+    bounds = (threat.bounds if threat else None) or (model.bounds if model else None)
     norm_text = {
         "linf": "L-infinity (each input value moves by at most eps)",
         "l2": "L2 (Euclidean length of the change at most eps)",
         "l1": "L1 (sum of absolute changes at most eps)",
     }
+    data_text = "?: ? samples, input shape ?, subset seed n/a"
+    if data is not None:
+        data_text = (
+            f"{_or(data.spec, '?')}: {_or(data.n, '?')} samples, input shape {_or(data.shape, '?')}, "
+            f"subset seed {_or(data.seed, 'n/a')}"
+        )
     w.kv(
         [
-            (
-                "data",
-                f"{data.get('spec', '?')}: {data.get('n', '?')} samples, input shape {data.get('shape', '?')}, subset seed {data.get('seed', 'n/a')}",
-            ),
+            ("data", data_text),
             ("norm", norm_text.get(norm, norm)),
             ("eps grid", ", ".join(R.eps_str(e) for e in eps)),
             ("input bounds", str(bounds)),
@@ -476,14 +486,13 @@ def _scope(w: _Writer, res: dict[str, Any]) -> None:
         "(larger budgets, other norms, physical or semantic changes, poisoning) or other data.",
         9,
     )
-    attacks = res.get("attacks") or []
+    attacks = res.attacks or []
     if attacks:
         w.h2("Attacks, in run order")
         rows = []
         for a in attacks:
-            params = a.get("params") or {}
-            shown = ", ".join(f"{k}={v}" for k, v in params.items() if v is not None)
-            rows.append([a.get("name", "?"), a.get("kind", ""), shown or "defaults"])
+            shown = ", ".join(f"{k}={v}" for k, v in (a.params or {}).items() if v is not None)
+            rows.append([a.name, a.kind or "", shown or "defaults"])
         w.table(["attack", "kind", "parameters"], rows, (30, 24, 124), size=7.5)
         w.p(
             "Each attack runs only on the samples that are still classified correctly after the attacks "
@@ -493,99 +502,99 @@ def _scope(w: _Writer, res: dict[str, Any]) -> None:
         )
 
 
-def _system(w: _Writer, res: dict[str, Any]) -> None:
+def _system(w: _Writer, res: AuditResults) -> None:
+    from robustness.core.schema import DataInfo, Environment, ModelInfo
+
     w.h1("System under test")
-    m = res.get("model") or {}
-    data = res.get("data") or {}
-    env = res.get("environment") or {}
-    n_params = m.get("n_parameters")
+    m = res.model or ModelInfo()
+    data = res.data or DataInfo()
+    env = res.environment or Environment()
+    n_params = m.n_parameters
     w.kv(
         [
-            ("model spec", m.get("spec")),
-            ("model SHA-256", m.get("sha256")),
+            ("model spec", m.spec),
+            ("model SHA-256", m.sha256),
             ("parameters", f"{n_params:,}" if isinstance(n_params, int) else n_params),
-            ("classes", m.get("num_classes")),
+            ("classes", m.num_classes),
             (
                 "output",
-                "probabilities (gradient attacks are weakened)"
-                if m.get("outputs_probabilities")
-                else "logits",
+                "probabilities (gradient attacks are weakened)" if m.outputs_probabilities else "logits",
             ),
-            ("data spec", data.get("spec")),
-            ("data SHA-256", data.get("sha256")),
+            ("data spec", data.spec),
+            ("data SHA-256", data.sha256),
             (
                 "tool",
-                f"robustness-audit {res.get('tool_version', '?')}, results schema {res.get('schema_version', '?')}",
+                f"robustness-audit {_or(res.tool_version, '?')}, results schema {res.file_schema_version}",
             ),
             (
                 "Python / torch / ART",
-                f"{env.get('python', '?')} / {env.get('torch', '?')} / {env.get('art') or 'not installed'}",
+                f"{_or(env.python, '?')} / {_or(env.torch, '?')} / {env.art or 'not installed'}",
             ),
-            ("device, precision", f"{env.get('device', '?')}, {env.get('precision', 'fp32')}"),
-            ("platform", env.get("platform")),
+            ("device, precision", f"{_or(env.device, '?')}, {_or(env.precision, 'fp32')}"),
+            ("platform", env.platform),
         ]
     )
 
 
-def _clean(w: _Writer, res: dict[str, Any]) -> None:
+def _clean(w: _Writer, res: AuditResults) -> None:
     from reports import figures
 
     w.h1("Clean performance")
-    c = res["clean"]
+    c = res.clean
     w.kv(
         [
             (
                 "accuracy",
-                f"{R.pct(c.get('accuracy'), 2)}, 95% CI {R.ci(c.get('ci'), 2)} ({c.get('correct', '?')}/{c.get('n', '?')})",
+                f"{R.pct(c.accuracy, 2)}, 95% CI {R.ci(c.ci, 2)} ({_or(c.correct, '?')}/{_or(c.n, '?')})",
             ),
             (
                 "macro precision / recall / F1",
-                f"{R.num(c.get('precision'))} / {R.num(c.get('recall'))} / {R.num(c.get('f1'))}",
+                f"{R.num(c.precision)} / {R.num(c.recall)} / {R.num(c.f1)}",
             ),
         ],
         key_w=60,
     )
-    if c.get("confusion"):
-        w.image(figures.confusion_matrix(c["confusion"]), 95)
+    if c.confusion:
+        w.image(figures.confusion_matrix(c.confusion), 95)
 
 
-def _robust(w: _Writer, res: dict[str, Any]) -> None:
+def _robust(w: _Writer, res: AuditResults) -> None:
     from reports import figures
 
     w.h1("Robust accuracy")
     w.image(figures.robust_curve(res), 150)
     rows = [
         [
-            R.eps_str(r["eps"]),
-            f"{r.get('n_robust', '?')}/{r.get('n', '?')}",
-            R.pct(r.get("accuracy")),
-            R.ci(r.get("ci")),
-            R.seconds(r.get("time_s")),
+            R.eps_str(r.eps),
+            f"{_or(r.n_robust, '?')}/{_or(r.n, '?')}",
+            R.pct(r.accuracy),
+            R.ci(r.ci),
+            R.seconds(r.time_s),
         ]
-        for r in res["robust"]
+        for r in res.robust
     ]
     w.table(["eps", "robust / n", "robust accuracy", "95% CI", "time"], rows, (30, 30, 35, 50, 33))
 
     w.h2("Per attack: what each attack added, and what it cost")
-    for r in res["robust"]:
-        cost = r.get("per_attack_cost") or {}
-        names = list(r.get("per_attack") or {}) or list(cost)
+    for r in res.robust:
+        cost = r.per_attack_cost or {}
+        per_attack = r.per_attack or {}
         rows = []
-        for name in names:
-            c = cost.get(name) or {}
+        for name in list(per_attack) or list(cost):
+            c = cost.get(name)
             rows.append(
                 [
                     name,
-                    R.pct(r.get("per_attack", {}).get(name)),
-                    str(c.get("n_attacked", "")),
-                    str(c.get("n_broken", "")),
-                    R.seconds(c.get("time_s")) if c else "",
-                    f"{c['n_backward']:,}" if "n_backward" in c else "",
-                    f"{c['n_forward']:,}" if "n_forward" in c else "",
-                    f"{c['n_queries']:,}" if "n_queries" in c else "",
+                    R.pct(per_attack.get(name)),
+                    _count(c.n_attacked if c else None, plain=True),
+                    _count(c.n_broken if c else None, plain=True),
+                    R.seconds(c.time_s) if c else "",
+                    _count(c.n_backward if c else None),
+                    _count(c.n_forward if c else None),
+                    _count(c.n_queries if c else None),
                 ]
             )
-        w.h3(f"eps {R.eps_str(r['eps'])}")
+        w.h3(f"eps {R.eps_str(r.eps)}")
         w.table(
             [
                 "attack",
@@ -607,27 +616,31 @@ def _robust(w: _Writer, res: dict[str, Any]) -> None:
         8,
         colour=GREY,
     )
-    for r in res["robust"]:
-        found = {k: v for k, v in (r.get("found_by_checks") or {}).items() if v}
+    for r in res.robust:
+        found = {k: v for k, v in (r.found_by_checks or {}).items() if v}
         if found:
             w.p(
-                f"At eps {R.eps_str(r['eps'])} the sanity-check attacks broke {sum(found.values())} samples the audit's "
+                f"At eps {R.eps_str(r.eps)} the sanity-check attacks broke {sum(found.values())} samples the audit's "
                 f"attacks had left standing ({', '.join(f'{k}: {v}' for k, v in found.items())}); they count in the "
-                f"worst case above (the audit's attacks alone: {R.pct(r.get('accuracy_attacks_only'))}).",
+                f"worst case above (the audit's attacks alone: {R.pct(r.accuracy_attacks_only)}).",
                 8.5,
                 "B",
                 colour=STATUS_COLOUR["waived"],
             )
-    t = res.get("timing") or {}
-    spent = [
-        (k.removesuffix("_s"), v) for k, v in t.items() if k.endswith("_s") and isinstance(v, int | float)
-    ]
+    spent = res.timing.parts() if res.timing else []
     if spent:
-        note = f" ({t['note']})" if isinstance(t.get("note"), str) else ""
+        note = f" ({res.timing.note})" if res.timing.note is not None else ""
         w.p("Where the time went: " + ", ".join(f"{k} {R.seconds(v)}" for k, v in spent) + note + ".", 8.5)
 
 
-def _per_class(w: _Writer, res: dict[str, Any]) -> None:
+def _count(v: int | None, *, plain: bool = False) -> str:
+    """A cost count for the table: '' when not recorded; thousands separated unless ``plain``."""
+    if v is None:
+        return ""
+    return str(v) if plain else f"{v:,}"
+
+
+def _per_class(w: _Writer, res: AuditResults) -> None:
     from reports import figures
 
     w.h1("Robust accuracy per class")
@@ -636,16 +649,16 @@ def _per_class(w: _Writer, res: dict[str, Any]) -> None:
         w.p("The results hold no per-class robust accuracy.", 9)
         return
     w.p("Share of each true class still classified correctly, clean and under attack at each eps.", 9)
-    w.image(png, min(170, 40 + 22 * (len(res["robust"]) + 1)))
+    w.image(png, min(170, 40 + 22 * (len(res.robust) + 1)))
 
 
-def _examples(w: _Writer, res: dict[str, Any], source: Path | None) -> None:
+def _examples(w: _Writer, res: AuditResults, source: Path | None) -> None:
     from reports import figures
 
     w.h1("Adversarial examples")
     ex = R.load_examples(res, source)
     if ex is None:
-        name = (res.get("files") or {}).get("examples") or "examples.npz"
+        name = (res.files or {}).get("examples") or "examples.npz"
         w.p(
             f"No example images are available ({name} was not found next to results.json), so this "
             "section shows none; the numbers above do not depend on it.",
@@ -658,12 +671,12 @@ def _examples(w: _Writer, res: dict[str, Any], source: Path | None) -> None:
         9,
     )
     bounds = tuple(
-        (res.get("threat") or {}).get("bounds") or (res.get("model") or {}).get("bounds") or (0.0, 1.0)
+        (res.threat.bounds if res.threat else None) or (res.model.bounds if res.model else None) or (0.0, 1.0)
     )
     w.image(figures.example_grid(ex, bounds), 170)
 
 
-def _checks(w: _Writer, res: dict[str, Any]) -> None:
+def _checks(w: _Writer, res: AuditResults) -> None:
     w.h1("Sanity checks")
     w.p(
         "An attack that fails does not prove a model robust: gradients can be masked, attacks can stop "
@@ -672,116 +685,75 @@ def _checks(w: _Writer, res: dict[str, Any]) -> None:
         "waived it with a written reason, printed below.",
         9,
     )
-    checks = res.get("sanity_checks") or []
-    if not checks:
+    if not res.sanity_checks:
         w.p(
             "No sanity checks were run. The robust accuracy has not been checked for gradient masking.",
             9,
             "B",
             VERDICT_COLOUR["fail"],
         )
-    for c in checks:
+    for c in res.sanity_checks:
         # One check's status, title and explanation stay on one page.
         w.place(lambda w, c=c: _check_entry(w, c), whole=True)
 
 
-def _check_entry(w: _Writer, c: dict[str, Any]) -> None:
+def _check_entry(w: _Writer, c: CheckOutcome) -> None:
     d = w.doc
-    status = str(c.get("status", "?"))
+    status = c.status
     d.set_font("Sans", "B", 9.5)
     d.set_text_color(*STATUS_COLOUR.get(status, (0, 0, 0)))
     d.cell(22, 5.5, R.STATUS_LABEL.get(status, status.upper()))
     d.set_text_color(0, 0, 0)
-    d.multi_cell(0, 5.5, str(c.get("title") or c.get("name", "?")), align="L", new_x="LMARGIN", new_y="NEXT")
+    d.multi_cell(0, 5.5, c.title or c.name, align="L", new_x="LMARGIN", new_y="NEXT")
     d.set_x(d.l_margin + 22)
     d.set_font("Sans", "", 8.5)
-    body = str(c.get("detail") or "")
-    why = R.CHECK_EXPLANATIONS.get(c.get("name", ""))
+    body = c.detail or ""
+    why = R.CHECK_EXPLANATIONS.get(c.name)
     if why:
         body += f"\nWhy it matters: {why}"
-    if c.get("waiver"):
-        body += f"\nWaived by the user, reason: {c['waiver']}"
-    d.multi_cell(
-        0, 4.3, body + f"\n(check id: {c.get('name', '?')})", align="L", new_x="LMARGIN", new_y="NEXT"
-    )
+    if c.waiver:
+        body += f"\nWaived by the user, reason: {c.waiver}"
+    d.multi_cell(0, 4.3, body + f"\n(check id: {c.name})", align="L", new_x="LMARGIN", new_y="NEXT")
     d.ln(1.5)
 
 
-def _mark_status(s: dict[str, Any]) -> str:
-    """Survived / removed; a mark lost only by wrecking the model does not count as removed
-    (Lukas et al. 2022 count a removal only within a small accuracy cost)."""
-    if s.get("verified"):
-        return "survived"
-    if s.get("removed") is False:
-        return "lost, model damaged"
-    return "removed"
+# Width of the names in a section's key-value list (mm).
+SECTION_KEY_WIDTH = 62
 
 
-def _watermark(w: _Writer, res: dict[str, Any]) -> None:
-    wm = res.get("watermark")
-    if not wm:
-        return
-    w.h1("Watermark verification and survival")
-    pairs = [
-        ("trigger matches", f"{wm.get('k', '?')}/{wm.get('K', '?')}"),
-        (
-            "null match rate p0",
-            R.num(wm.get("p0")) + (f" ({wm['p0_method']})" if wm.get("p0_method") else ""),
-        ),
-        ("p-value", R.num(wm.get("p_value"))),
-        ("alpha", R.num(wm.get("alpha"))),
-        ("ownership verified", "yes" if wm.get("verified") else "no"),
-    ]
-    if wm.get("false_positive_rate") is not None:
-        pairs.append(("false-positive rate on reference models", R.pct(wm["false_positive_rate"])))
-    if wm.get("key_sha256"):
-        pairs.append(("key SHA-256", wm["key_sha256"]))
-    w.kv(pairs, key_w=62)
-    surr = wm.get("surrogates") or []
-    if surr:
-        rows = [
-            [
-                str(s.get("name", "?")),
-                R.pct(s.get("clean_accuracy")),
-                R.pct(s.get("agreement")),
-                str(s.get("k", "?")) + (f"/{s.get('K') or wm.get('K')}" if s.get("K") or wm.get("K") else ""),
-                R.num(s.get("p_value")),
-                _mark_status(s),
-            ]
-            for s in surr
-        ]
-        w.table(
-            ["surrogate", "clean accuracy", "agreement", "k", "p-value", "mark"],
-            rows,
-            (46, 26, 24, 20, 26, 36),
-        )
-        drop = wm.get("removal_max_accuracy_drop")
-        w.p(
-            "A surrogate is a copy of the model after a removal attempt (fine-tuning, pruning, quantization, "
-            "extraction). 'survived' means the watermark still verifies on it at the same alpha; 'removed' means "
-            "it does not"
-            + (f" while the copy lost at most {R.pct(drop, 0)} of clean accuracy" if drop is not None else "")
-            + ".",
-            8,
-            colour=GREY,
-        )
-    else:
-        w.p("No removal attacks were tested, so survival is unknown.", 9)
+def _section(w: _Writer, result: SectionResult) -> None:
+    """One audit section (the watermark today), as its result describes itself."""
+    view = result.view()
+    w.h1(view.title)
+    if view.pairs:
+        w.kv(view.pairs, key_w=SECTION_KEY_WIDTH)
+    if view.table is not None:
+        widths = view.table.widths
+        if widths:
+            widths = tuple(w.doc.epw * x / sum(widths) for x in widths)
+        w.table(view.table.header, view.table.rows, widths)
+    for note in view.notes:
+        if note.style == "caption":
+            w.p(note.text, 8, colour=GREY)
+        else:
+            w.p(note.text, 9)
 
 
-def _appendix(w: _Writer, res: dict[str, Any]) -> None:
+def _appendix(w: _Writer, res: AuditResults) -> None:
+    from robustness.core.schema import Environment
+
     w.h1("Appendix: reproducibility")
-    env = res.get("environment") or {}
+    env = res.environment or Environment()
     w.kv(
         [
-            ("command line", env.get("command_line")),
-            ("seed", env.get("seed")),
-            ("created", res.get("created")),
-            ("tool version", res.get("tool_version")),
-            ("results schema", res.get("schema_version")),
+            ("command line", env.command_line),
+            ("seed", env.seed),
+            ("created", res.created),
+            ("tool version", res.tool_version),
+            ("results schema", res.file_schema_version),
             (
                 "versions",
-                f"Python {env.get('python', '?')}, torch {env.get('torch', '?')}, ART {env.get('art') or 'not installed'}",
+                f"Python {_or(env.python, '?')}, torch {_or(env.torch, '?')}, ART {env.art or 'not installed'}",
             ),
         ]
     )
@@ -789,9 +761,9 @@ def _appendix(w: _Writer, res: dict[str, Any]) -> None:
     try:
         import yaml
 
-        text = yaml.safe_dump(res.get("config") or {}, sort_keys=False, width=100)
+        text = yaml.safe_dump(res.config or {}, sort_keys=False, width=100)
     except Exception:  # a config yaml cannot represent still prints, as JSON
-        text = json.dumps(res.get("config") or {}, indent=2)
+        text = json.dumps(res.config or {}, indent=2)
     w.place(lambda w: _mono(w, text.rstrip()))
 
 
@@ -802,9 +774,9 @@ def _mono(w: _Writer, text: str) -> None:
     d.multi_cell(0, 3.4, text, fill=True, new_x="LMARGIN", new_y="NEXT")
 
 
-def render_pdf_bytes(results: dict[str, Any], source: Path | None = None) -> bytes:
+def render_pdf_bytes(results: AuditResults | dict[str, Any], source: Path | None = None) -> bytes:
     """The report as PDF bytes. ``source`` is the folder holding results.json and its companions."""
-    R.check_schema(results)
+    results = as_results(results)
     doc = _make_doc(results)
     w = _Writer(doc, scratch=_make_doc(results, fonts_of=doc))
     doc.add_page()
@@ -818,13 +790,17 @@ def render_pdf_bytes(results: dict[str, Any], source: Path | None = None) -> byt
     _per_class(w, results)
     _examples(w, results, source)
     _checks(w, results)
-    _watermark(w, results)
+    for result in results.sections.values():
+        _section(w, result)
     _appendix(w, results)
     w.flush()
     return bytes(doc.output())
 
 
-def render(results: dict[str, Any], path: str | Path, *, source: str | Path | None = None) -> Path:
+@renderer("pdf", "report.pdf", suffixes=(".pdf",), order=10)
+def render(
+    results: AuditResults | dict[str, Any], path: str | Path, *, source: str | Path | None = None
+) -> Path:
     """Write the PDF report atomically to ``path``."""
     from robustness.core.io import atomic_write_bytes
 

@@ -29,7 +29,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -51,6 +51,9 @@ from robustness.core.distributed import DistContext, current
 from robustness.core.runlock import RunLock
 from robustness.core.threads import apply_threads, batch_pass_probe
 from robustness.progress import Progress, choose_mode
+
+if TYPE_CHECKING:
+    from robustness.core.schema import AuditResults
 
 # Budgets of the attacks the checks add (per sample).
 CHECK_SQUARE = {"n_queries": 1000}
@@ -428,6 +431,7 @@ class AuditRunner:
             SCHEMA_VERSION,
             environment,
             now_iso,
+            typed_results,
         )
 
         results: dict[str, Any] = {
@@ -479,13 +483,15 @@ class AuditRunner:
             "watermark": wm,
             "eot_used": eot_used,
         }
+        # The one typed result: results.json and every report are written from it.
+        result = typed_results(results)
         if dist.is_main:
-            self._write(outdir, results, robust_masks, broken_by, pnorm, x_best, adv_pred_best, first_broken)
+            self._write(outdir, result, robust_masks, broken_by, pnorm, x_best, adv_pred_best, first_broken)
             self.ckpt.mark_complete()
         # No rank returns (and exits) before the outputs exist.
         dist.barrier()
         self.progress.close()
-        return results
+        return result.to_dict()
 
     def _watermark(self, mut: Any, data: Any) -> dict[str, Any] | None:
         """The ``watermark`` results key: ownership test plus survival table (issue: config ``watermark``)."""
@@ -493,7 +499,7 @@ class AuditRunner:
         if w is None:
             return None
         from robustness.core.data import load_data
-        from robustness.watermark import watermark_section
+        from robustness.watermark.section import watermark_section
 
         attack_data = (
             load_data(w.attack_data, bounds=mut.bounds, num_classes=mut.num_classes)
@@ -927,7 +933,7 @@ class AuditRunner:
     def _write(
         self,
         outdir: Path,
-        results: dict[str, Any],
+        results: AuditResults,
         robust_masks: list[torch.Tensor],
         broken_by: list[list[str | None]],
         pnorm: torch.Tensor,
@@ -947,7 +953,7 @@ class AuditRunner:
 
         outdir.mkdir(parents=True, exist_ok=True)
         write_results(outdir, results)  # first: a failing renderer can never cost the numbers
-        eps = results["threat"]["eps"]
+        eps = results.threat.eps
         robust = [m.tolist() for m in robust_masks]
         norms = [
             [(float(pnorm[j, i]) if not robust[j][i] and broken_by[j][i] else 0.0) for i in range(self.N)]
@@ -989,9 +995,9 @@ class AuditRunner:
         )
         written, errors = render_reports(results, outdir, list(self.cfg.output.formats))
         if written or errors:
-            results["files"].update({fmt: Path(p).name for fmt, p in written.items()})
+            results.files.update({fmt: Path(p).name for fmt, p in written.items()})
             if errors:
-                results["renderer_errors"] = errors
+                results.renderer_errors = errors
             write_results(outdir, results)
 
 

@@ -24,9 +24,12 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from robustness.core.errors import DataError, UsageError
+
+if TYPE_CHECKING:
+    from robustness.core.schema import AuditResults
 
 EPS_TOL = 1e-9
 # At most this many differences are spelled out in one warning; the rest are counted.
@@ -141,32 +144,16 @@ def _p(p: float) -> str:
     return f"{p:.4f}" if p >= 1e-4 else f"{p:.1e}"
 
 
-def _load(path: str | Path, role: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]], Path]:
+def _load(path: str | Path, role: str) -> tuple[AuditResults, dict[str, dict[str, Any]], Path]:
+    """One audit: its typed results (the one results loader: an older schema is migrated,
+    impossible numbers refused) and its samples.jsonl by sample id."""
+    from robustness.core.schema import RESULTS_FILE, load_results
+
     p = Path(path)
     if p.is_dir():
-        p = p / "results.json"
-    if not p.is_file():
-        raise UsageError(
-            f"{role} results file {p} does not exist",
-            field=role,
-            fix="Give the results.json written by 'robustness audit' (or its output folder).",
-        )
-    try:
-        res = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(
-            f"{role} file {p} is not valid JSON ({exc})", field=role, fix="Re-run that audit."
-        ) from exc
-    if not isinstance(res, dict) or not str(res.get("schema_version", "")).startswith("1."):
-        raise UsageError(
-            f"{role} file {p} is not audit results of schema 1.x",
-            field=role,
-            fix="Give the results.json written by 'robustness audit'.",
-        )
-    from reports.results import validate_results
-
-    validate_results(res, f"{role} {p}")
-    name = (res.get("files") or {}).get("samples") or "samples.jsonl"
+        p = p / RESULTS_FILE
+    res = load_results(p, role=role)
+    name = (res.files or {}).get("samples") or "samples.jsonl"
     sp = p.parent / name
     if not sp.is_file():
         raise UsageError(
@@ -224,9 +211,10 @@ def budget_of(attacks: list[dict[str, Any]] | None, preset: Any = None) -> dict[
     return {"preset": preset if isinstance(preset, str) else None, "attacks": out}
 
 
-def results_budget(res: dict[str, Any]) -> dict[str, Any] | None:
-    """The attack budget recorded in a results dict (its ``attacks`` and the config's preset)."""
-    return budget_of(res.get("attacks"), (res.get("config") or {}).get("attacks"))
+def results_budget(res: AuditResults) -> dict[str, Any] | None:
+    """The attack budget recorded in a results file (its ``attacks`` and the config's preset)."""
+    attacks = None if res.attacks is None else [a.to_dict() for a in res.attacks]
+    return budget_of(attacks, (res.config or {}).get("attacks"))
 
 
 def budget_differences(
@@ -275,11 +263,17 @@ def budget_warning(differences: list[str]) -> str:
     )
 
 
-def _threat(res: dict[str, Any]) -> tuple[str, list[float], Any]:
-    t = res.get("threat") or {}
-    norm = t.get("norm") or (res.get("robust") or [{}])[0].get("norm")
-    eps = sorted(float(e) for e in (t.get("eps") or [r["eps"] for r in res.get("robust") or []]))
-    return str(norm), eps, t.get("bounds") or (res.get("model") or {}).get("bounds")
+def _threat(res: AuditResults) -> tuple[str, list[float], Any]:
+    t = res.threat
+    norm = (t.norm if t else None) or (res.robust[0].norm if res.robust else None)
+    eps = sorted(float(e) for e in ((t.eps if t else None) or [r.eps for r in res.robust]))
+    return str(norm), eps, (t.bounds if t else None) or (res.model.bounds if res.model else None)
+
+
+def _accuracy_at(res: AuditResults, eps: float) -> float:
+    """The reported robust accuracy at ``eps``; NaN when the file has none there."""
+    row = res.row_at(eps)
+    return float("nan") if row is None or row.accuracy is None else float(row.accuracy)
 
 
 def _robust_at(row: dict[str, Any], eps: float) -> bool:
@@ -312,7 +306,8 @@ def compare(
 
     Different attack budgets are a warning (``Comparison.budget_differences``, a "warning:"
     line in :meth:`Comparison.format`); with ``strict_budget`` they are a :class:`UsageError`.
-    Impossible numbers in either results file are a ``reports.results.ResultsError``.
+    Both results files are read with the one results loader (a results.json of an older schema is
+    migrated); impossible numbers in either are a ``robustness.core.schema.ResultsError``.
     """
     if not (0.0 <= float(max_drop) < 1.0):
         raise UsageError(
@@ -379,7 +374,8 @@ def compare(
     )
     if budget is None:
         cmp.notes.append(unknown_budget(b_budget, n_budget, ("BASE", "NEW")))
-    b_data, n_data = (b_res.get("data") or {}).get("spec"), (n_res.get("data") or {}).get("spec")
+    b_data = b_res.data.spec if b_res.data else None
+    n_data = n_res.data.spec if n_res.data else None
     if b_data != n_data:
         cmp.notes.append(f"data specs differ (BASE {b_data}, NEW {n_data}); samples are paired by id")
     if len(shared) < max(len(b_samples), len(n_samples)):
@@ -397,20 +393,17 @@ def compare(
     add(
         "clean",
         None,
-        float((b_res.get("clean") or {}).get("accuracy", float("nan"))),
-        float((n_res.get("clean") or {}).get("accuracy", float("nan"))),
+        float(b_res.clean.accuracy),
+        float(n_res.clean.accuracy),
         [int(b_samples[i]["clean_pred"]) == int(b_samples[i]["label"]) for i in shared],
         [int(n_samples[i]["clean_pred"]) == int(n_samples[i]["label"]) for i in shared],
     )
-    b_rows = {round(float(r["eps"]), 12): r for r in b_res.get("robust") or []}
-    n_rows = {round(float(r["eps"]), 12): r for r in n_res.get("robust") or []}
     for e in b_eps:
-        cmp_key = round(e, 12)
         add(
             f"eps {e:g}",
             e,
-            float(b_rows.get(cmp_key, {}).get("accuracy", float("nan"))),
-            float(n_rows.get(cmp_key, {}).get("accuracy", float("nan"))),
+            _accuracy_at(b_res, e),
+            _accuracy_at(n_res, e),
             [_robust_at(b_samples[i], e) for i in shared],
             [_robust_at(n_samples[i], e) for i in shared],
         )

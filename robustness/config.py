@@ -33,10 +33,12 @@ import math
 import numbers
 import os
 import re
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -47,9 +49,30 @@ from pydantic import (
 )
 
 from robustness.core.errors import ConfigError
-from robustness.watermark import WatermarkConfig
+from robustness.watermark.section import WatermarkConfig
 
-FORMATS = ("json", "pdf", "junit", "md")
+if TYPE_CHECKING:
+    from robustness.core.schema import AuditResults
+
+
+def output_formats() -> list[str]:
+    """``output.formats`` choices: json (results.json) and every registered renderer's format."""
+    from reports import output_formats as formats
+
+    return formats()
+
+
+def _known_format(name: str) -> str:
+    known = output_formats()
+    if name not in known:
+        raise ValueError(f"Input should be {', '.join(repr(f) for f in known[:-1])} or {known[-1]!r}")
+    return name
+
+
+def _formats_schema(schema: dict[str, Any]) -> None:
+    schema["items"] = {"type": "string", "enum": output_formats()}  # the renderers registered now
+
+
 PRESETS = ("quick", "standard", "thorough")
 
 # An audit config is a few KB; anything near this is the wrong file (or an attack on the parser).
@@ -60,30 +83,45 @@ MAX_CONFIG_DEPTH = 64
 # and must stay inside the 64-bit range torch generators take, for any eps and batch index.
 SEED_MAX = 2**32 - 1
 
-# name, params; in run order. Exact budgets are documented in the module docstring and the README.
-PRESET_ATTACKS: dict[str, list[dict[str, Any]]] = {
-    "quick": [
-        {"name": "apgd-ce", "params": {"steps": 50}},
-        {"name": "apgd-t", "params": {"steps": 25, "n_target_classes": 3}},
-        {"name": "square", "params": {"n_queries": 1000}},
-    ],
-    "standard": [
-        {"name": "apgd-ce", "params": {"steps": 100, "restarts": 1}},
-        {"name": "apgd-t", "params": {"steps": 100, "n_target_classes": 9, "restarts": 1}},
-        {"name": "fab", "params": {"steps": 100, "n_target_classes": 9, "restarts": 1}},
-        {"name": "square", "params": {"n_queries": 5000, "p_init": 0.8, "restarts": 1}},
-    ],
-    "thorough": [
-        {"name": "apgd-ce", "params": {"steps": 100, "restarts": 5}},
-        {"name": "apgd-t", "params": {"steps": 100, "n_target_classes": 9, "restarts": 2}},
-        {"name": "fab", "params": {"steps": 100, "n_target_classes": 9, "restarts": 2}},
-        {"name": "square", "params": {"n_queries": 5000, "p_init": 0.8, "restarts": 2}},
-        {"name": "art:HopSkipJump", "params": {"max_iter": 20, "max_eval": 1000, "init_eval": 100}},
-    ],
-}
+
+@functools.cache
+def _preset_attacks() -> dict[str, list[dict[str, Any]]]:
+    """name, params; in run order. Exact budgets are documented in the module docstring and the
+    README; standard and thorough are AutoAttack's, written once in ``attacks.autoattack``."""
+    from attacks.autoattack import separate_members
+
+    return {
+        "quick": [
+            {"name": "apgd-ce", "params": {"steps": 50}},
+            {"name": "apgd-t", "params": {"steps": 25, "n_target_classes": 3}},
+            {"name": "square", "params": {"n_queries": 1000}},
+        ],
+        "standard": separate_members(),
+        "thorough": [
+            *separate_members(restarts={"apgd-ce": 5, "apgd-t": 2, "fab": 2, "square": 2}),
+            {"name": "art:HopSkipJump", "params": {"max_iter": 20, "max_eval": 1000, "init_eval": 100}},
+        ],
+    }
+
+
+class _PresetAttacks(Mapping[str, list[dict[str, Any]]]):
+    """The attacks of each preset, built on the first look-up: importing ``attacks`` imports
+    torch, and this module is read without it (report, compare, the baseline gate)."""
+
+    def __getitem__(self, preset: str) -> list[dict[str, Any]]:
+        return _preset_attacks()[preset]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(PRESETS)
+
+    def __len__(self) -> int:
+        return len(PRESETS)
+
+
+PRESET_ATTACKS: Mapping[str, list[dict[str, Any]]] = _PresetAttacks()
 EOT_SAMPLES_THOROUGH = 10
 
-# The sanity checks, in the order of issue 5 (a)..(h): stable names (used by waivers) and titles.
+# The sanity checks, in their documented order (a)..(h): stable names (used by waivers) and titles.
 CHECKS: dict[str, str] = {
     "iterative_beats_single_step": "Iterative attacks are not weaker than single-step ones",
     "monotonic_in_eps": "Robust accuracy does not rise with eps",
@@ -185,7 +223,7 @@ class AttackSpec(_Section):
 
 
 class SanityChecksSection(_Section):
-    """The checks (a)-(h) of issue 5; each can be waived only with a written reason."""
+    """The sanity checks (a)-(h); each can be waived only with a written reason."""
 
     enabled: bool = Field(True, description="false needs a written 'reason'; every check is then waived")
     reason: str | None = Field(
@@ -236,7 +274,9 @@ class GatesSection(_Section):
 
 class OutputSection(_Section):
     dir: str = "runs/audit"
-    formats: list[Literal["json", "pdf", "junit", "md"]] = Field(default_factory=lambda: list(FORMATS))
+    formats: list[Annotated[str, AfterValidator(_known_format)]] = Field(
+        default_factory=output_formats, json_schema_extra=_formats_schema
+    )
 
     @field_validator("dir")
     @classmethod
@@ -951,9 +991,11 @@ def check_output_dir(path: str | Path, *, field: str = "output.dir") -> Path:
     return p
 
 
-def load_baseline(path: str | Path, norm: str) -> dict[str, Any]:
-    """Read a baseline results.json for ``max_drop``; it must use the same norm."""
-    import json
+def load_baseline(path: str | Path, norm: str) -> AuditResults:
+    """Read a baseline results.json for ``max_drop`` with the one results loader (an older schema
+    is migrated, impossible numbers are refused); it must use the same norm."""
+    from robustness.core.errors import RobustnessError
+    from robustness.core.schema import ResultsError, load_results
 
     p = Path(path)
     if not p.exists():
@@ -965,23 +1007,22 @@ def load_baseline(path: str | Path, norm: str) -> dict[str, Any]:
             fix="Name the results.json inside it.",
         )
     try:
-        base = json.loads(p.read_text(encoding="utf-8"))
-        entries = base["robust"]
-        base_norm = base["threat"]["norm"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:  # ValueError: bad JSON, not UTF-8
+        base = load_results(p, role="the baseline")
+    except ResultsError as exc:  # possible numbers only: a baseline decides a gate
+        raise ConfigError(f"{exc.field}: {exc.message}", field="gates.baseline", fix=exc.fix) from None
+    except RobustnessError as exc:  # unreadable, not results, a schema this version cannot read
         raise ConfigError(
-            f"{p} is not a results.json written by 'robustness audit' ({type(exc).__name__}: {exc})",
+            f"{p} is not a results.json written by 'robustness audit' ({exc.message})",
             field="gates.baseline",
             fix="Point at the results.json of an earlier audit.",
         ) from None
+    base_norm = base.threat.norm if base.threat is not None else None
     if base_norm != norm:
         raise ConfigError(
             f"the baseline uses norm {base_norm}, this audit {norm}",
             field="gates.baseline",
             fix="Compare audits of the same threat model.",
         )
-    if not isinstance(entries, list):
-        raise ConfigError(f"{p}: 'robust' is not a list", field="gates.baseline")
     return base
 
 

@@ -6,7 +6,11 @@ the model meets it, not when a lucky sample does. ``judge: point`` uses the poin
 estimate. ``max_drop`` compares point estimates with a baseline results.json (for a
 paired significance test use ``robustness compare``).
 
-The baseline must hold possible numbers (see ``reports.results.validate_results``) and should
+Every gate records what it judged explicitly (``kind``, ``eps`` — null for a gate not tied to
+one eps —, ``comparator`` and ``threshold``): readers of results.json never parse its name.
+
+The baseline is read with the one results loader (``robustness.core.schema.load_results``: a
+results.json of an older schema is migrated), must hold possible numbers and should
 come from an audit of the same attack budget: a different one (a ``quick`` baseline for a
 ``standard`` audit) is a :class:`~robustness.compare.BudgetWarning` and a note in the gate's
 detail, or an error when the config sets ``gates.strict_budget``.
@@ -19,10 +23,13 @@ cannot be trusted, whatever the gates say); else ``fail`` when a gate failed; el
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from robustness.config import AuditConfig, find_eps, load_baseline
 from robustness.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from robustness.core.schema import AuditResults
 
 BASELINE_NAMES = ("the baseline", "this audit")
 
@@ -46,15 +53,14 @@ def audit_budget(cfg: AuditConfig) -> dict[str, Any]:
 
 def check_baseline(
     cfg: AuditConfig, attacks: list[dict[str, Any]] | None = None
-) -> tuple[dict[str, Any], list[str]]:
-    """Load ``gates.baseline`` and judge it usable: (results, attack-budget differences).
+) -> tuple[AuditResults, list[str]]:
+    """Load ``gates.baseline`` and judge it usable: (typed results, attack-budget differences).
 
     Refuses (ConfigError, field ``gates.baseline``) a baseline whose numbers are impossible, and
     with ``gates.strict_budget`` one run at another attack budget (or that lists no attacks).
     ``attacks`` are this audit's attacks as results.json records them, when known (the runner
     may have wrapped them in EOT); by default they come from the config.
     """
-    from reports.results import ResultsError, validate_results
     from robustness.compare import (
         budget_differences,
         budget_of,
@@ -63,17 +69,11 @@ def check_baseline(
         unknown_budget,
     )
 
-    path = cfg.gates.baseline
-    base = load_baseline(path, cfg.threat.norm)
-    try:
-        validate_results(base, f"the baseline {path}")
-    except ResultsError as exc:
-        raise ConfigError(f"{exc.field}: {exc.message}", field="gates.baseline", fix=exc.fix) from None
+    base = load_baseline(cfg.gates.baseline, cfg.threat.norm)
     n_budget = budget_of(attacks, cfg.attacks) if attacks is not None else audit_budget(cfg)
     b_budget = results_budget(base)
     diffs = budget_differences(b_budget, n_budget, BASELINE_NAMES)
-    # The config gains strict_budget in robustness/config.py; until then it reads as off.
-    if getattr(cfg.gates, "strict_budget", False) and diffs != []:
+    if cfg.gates.strict_budget and diffs != []:
         raise ConfigError(
             budget_warning(diffs) if diffs else unknown_budget(b_budget, n_budget, BASELINE_NAMES),
             field="gates.baseline",
@@ -81,6 +81,33 @@ def check_baseline(
             "gates.strict_budget: false to gate on it with a warning.",
         )
     return base, diffs or []
+
+
+def _gate(
+    name: str,
+    kind: str,
+    eps: float | None,
+    passed: bool,
+    value: Any,
+    comparator: str,
+    threshold: Any,
+    judge: str,
+    detail: str,
+    **more: Any,
+) -> dict[str, Any]:
+    """One results.json gate entry, every judged quantity explicit (in the file's key order)."""
+    return {
+        "name": name,
+        "kind": kind,
+        "eps": eps,
+        "passed": passed,
+        "value": value,
+        "comparator": comparator,
+        "threshold": threshold,
+        "judge": judge,
+        "detail": detail,
+        **more,
+    }
 
 
 def evaluate_gates(
@@ -91,7 +118,7 @@ def evaluate_gates(
     watermark: dict[str, Any] | None = None,
     attacks: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """One entry per gate: name, passed, value, threshold, judge, detail.
+    """One entry per gate: name, kind, eps, passed, value, comparator, threshold, judge, detail.
 
     ``watermark_verified`` is added whenever the audit verified a watermark: an audit that
     was asked to check ownership fails when ownership cannot be shown. ``attacks`` (the
@@ -105,14 +132,17 @@ def evaluate_gates(
         v = _judged(clean, g.judge)
         ok = v >= g.min_clean_accuracy
         out.append(
-            {
-                "name": "min_clean_accuracy",
-                "passed": ok,
-                "value": v,
-                "threshold": g.min_clean_accuracy,
-                "judge": g.judge,
-                "detail": f"clean accuracy {what} {v:.4f} {'>=' if ok else '<'} {g.min_clean_accuracy:g}",
-            }
+            _gate(
+                "min_clean_accuracy",
+                "min_clean_accuracy",
+                None,
+                ok,
+                v,
+                ">=",
+                g.min_clean_accuracy,
+                g.judge,
+                f"clean accuracy {what} {v:.4f} {'>=' if ok else '<'} {g.min_clean_accuracy:g}",
+            )
         )
     by_eps = {float(r["eps"]): r for r in robust}
     for key, thr in sorted(g.min_robust_accuracy.items()):
@@ -121,15 +151,17 @@ def evaluate_gates(
         v = _judged(entry, g.judge)
         ok = v >= thr
         out.append(
-            {
-                "name": f"min_robust_accuracy@{e:g}",
-                "eps": e,
-                "passed": ok,
-                "value": v,
-                "threshold": thr,
-                "judge": g.judge,
-                "detail": f"robust accuracy at eps {e:g} {what} {v:.4f} {'>=' if ok else '<'} {thr:g}",
-            }
+            _gate(
+                f"min_robust_accuracy@{e:g}",
+                "min_robust_accuracy",
+                e,
+                ok,
+                v,
+                ">=",
+                thr,
+                g.judge,
+                f"robust accuracy at eps {e:g} {what} {v:.4f} {'>=' if ok else '<'} {thr:g}",
+            )
         )
     if g.max_drop is not None and g.baseline is not None:
         from robustness.compare import BudgetWarning, budget_warning
@@ -137,58 +169,66 @@ def evaluate_gates(
         base, budget = check_baseline(cfg, attacks)
         if budget:
             warnings.warn(budget_warning(budget), BudgetWarning, stacklevel=2)
-        base_by_eps = {float(r["eps"]): r for r in base["robust"]}
+        base_by_eps = {float(r.eps): r for r in base.robust}
         limits = (
             {find_eps(k, list(by_eps)): v for k, v in g.max_drop.items()}
             if isinstance(g.max_drop, dict)
             else {e: g.max_drop for e in by_eps}
         )
-        base_sha = (base.get("data") or {}).get("sha256")
+        base_sha = base.data.sha256 if base.data is not None else None
         note = "" if data_sha256 is None or base_sha == data_sha256 else " (the baseline used different data)"
         if budget:
             note += f" (the baseline ran a different attack budget: {'; '.join(budget[:2])}{'; ...' if len(budget) > 2 else ''})"
         for e, limit in sorted(limits.items()):
             b = find_eps(e, list(base_by_eps))
-            if b is None:
+            if b is None or base_by_eps[b].accuracy is None:
                 out.append(
-                    {
-                        "name": f"max_drop@{e:g}",
-                        "eps": e,
-                        "passed": False,
-                        "value": None,
-                        "threshold": limit,
-                        "judge": "point",
-                        "detail": f"the baseline {g.baseline} has no result at eps {e:g}; the drop cannot be measured",
-                    }
+                    _gate(
+                        f"max_drop@{e:g}",
+                        "max_drop",
+                        e,
+                        False,
+                        None,
+                        "<=",
+                        limit,
+                        "point",
+                        f"the baseline {g.baseline} has no result at eps {e:g}; the drop cannot be measured",
+                    )
                 )
                 continue
-            drop = float(base_by_eps[b]["accuracy"]) - float(by_eps[e]["accuracy"])
+            base_acc = float(base_by_eps[b].accuracy)
+            drop = base_acc - float(by_eps[e]["accuracy"])
             ok = drop <= limit + 1e-12
             out.append(
-                {
-                    "name": f"max_drop@{e:g}",
-                    "eps": e,
-                    "passed": ok,
-                    "value": drop,
-                    "threshold": limit,
-                    "judge": "point",
-                    "baseline": g.baseline,
-                    "baseline_accuracy": float(base_by_eps[b]["accuracy"]),
-                    "detail": f"robust accuracy at eps {e:g} {by_eps[e]['accuracy']:.4f} vs baseline "
-                    f"{base_by_eps[b]['accuracy']:.4f}: drop {drop:+.4f} {'<=' if ok else '>'} {limit:g}{note}",
-                }
+                _gate(
+                    f"max_drop@{e:g}",
+                    "max_drop",
+                    e,
+                    ok,
+                    drop,
+                    "<=",
+                    limit,
+                    "point",
+                    f"robust accuracy at eps {e:g} {by_eps[e]['accuracy']:.4f} vs baseline "
+                    f"{base_acc:.4f}: drop {drop:+.4f} {'<=' if ok else '>'} {limit:g}{note}",
+                    baseline=g.baseline,
+                    baseline_accuracy=base_acc,
+                )
             )
     if watermark is not None:
         out.append(
-            {
-                "name": "watermark_verified",
-                "passed": bool(watermark["verified"]),
-                "value": watermark["p_value"],
-                "threshold": watermark["alpha"],
-                "judge": "p_value <= alpha",
-                "detail": f"trigger matches k={watermark['k']}/{watermark['K']}, p0={watermark['p0']:.3f} "
+            _gate(
+                "watermark_verified",
+                "watermark_verified",
+                None,
+                bool(watermark["verified"]),
+                watermark["p_value"],
+                "<=",
+                watermark["alpha"],
+                "p_value <= alpha",
+                f"trigger matches k={watermark['k']}/{watermark['K']}, p0={watermark['p0']:.3f} "
                 f"({watermark.get('p0_method', 'p0')}), p-value {watermark['p_value']:.2g} "
                 f"{'<=' if watermark['verified'] else '>'} alpha {watermark['alpha']:g}",
-            }
+            )
         )
     return out

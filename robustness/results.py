@@ -1,8 +1,10 @@
-"""The results of an audit as data: schema version, environment, and the files written.
+"""The files an audit writes: results.json from the typed result, samples.jsonl, examples.npz,
+and the renderers' reports.
 
-``results.json`` is the one contract between the runner and every renderer (schema in
-the README: "results.json"); renderers never recompute. Files are written atomically
-and ``results.json`` first, so a failing renderer can never cost the results.
+``results.json`` is the one contract between the runner and every reader; its models, version
+and loader are :mod:`robustness.core.schema` (``robustness schema --results`` prints the JSON
+Schema). Files are written atomically and ``results.json`` first, so a failing renderer can
+never cost the results.
 """
 
 from __future__ import annotations
@@ -19,9 +21,13 @@ from typing import Any
 import numpy as np
 
 from robustness.core.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from robustness.core.schema import (
+    RESULTS_FILE,
+    SCHEMA_VERSION,  # noqa: F401 - the runner's import
+    AuditResults,
+    parse_results,
+)
 
-SCHEMA_VERSION = "1.0"
-RESULTS_FILE = "results.json"
 SAMPLES_FILE = "samples.jsonl"
 EXAMPLES_FILE = "examples.npz"
 MAX_EXAMPLES = 8
@@ -120,8 +126,14 @@ def write_examples(path: Path, arrays: dict[str, np.ndarray]) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def write_results(outdir: Path, results: dict[str, Any]) -> Path:
-    return atomic_write_json(Path(outdir) / RESULTS_FILE, results)
+def typed_results(results: AuditResults | dict[str, Any]) -> AuditResults:
+    """The typed result of what the runner assembled (its types checked, not its numbers)."""
+    return parse_results(results, "the audit's results", check_numbers=False)
+
+
+def write_results(outdir: Path, results: AuditResults | dict[str, Any]) -> Path:
+    """results.json, written from the typed result."""
+    return atomic_write_json(Path(outdir) / RESULTS_FILE, typed_results(results).to_dict())
 
 
 def write_samples(outdir: Path, text: str) -> Path:
@@ -129,9 +141,10 @@ def write_samples(outdir: Path, text: str) -> Path:
 
 
 def render_reports(
-    results: dict[str, Any], outdir: Path, formats: list[str]
+    results: AuditResults | dict[str, Any], outdir: Path, formats: list[str]
 ) -> tuple[dict[str, str], dict[str, str]]:
-    """Run the renderers (``reports.render_all``); returns ({format: path}, {format: error}).
+    """Run the renderers on the typed result (``reports.render_all``); returns ({format: path},
+    {format: error}).
 
     A renderer that fails costs its own file only; the failure is reported on stderr (one
     line each) and returned for results.json's ``renderer_errors``.
@@ -152,7 +165,7 @@ def render_reports(
             )
         return {}, errors
     try:
-        written = render_all(results, Path(outdir), wanted, errors=errors)
+        written = render_all(typed_results(results), Path(outdir), wanted, errors=errors)
     except Exception as exc:  # noqa: BLE001 - render_all isolates renderers; this is a last resort
         msg = f"{type(exc).__name__}: {exc}"
         print(f"robustness: the reports could not be written ({msg})", file=sys.stderr)

@@ -101,3 +101,14 @@ def assert_robust(
             f" ({n - clean_ok} of {n} were misclassified before any attack)."
         )
     return summary
+
+
+def load_results(path: Any) -> Any:
+    """An audit's results.json (or its output folder) as the typed result, read as ``robustness
+    report`` reads it: an older schema migrated, impossible numbers refused (``ResultsError``).
+
+    For tests that judge a stored audit: ``load_results("runs/audit").robust[0].accuracy``.
+    """
+    from robustness.core.schema import load_results as load
+
+    return load(path)

@@ -4,6 +4,12 @@ Nothing is downloaded: each zoo model is trained deterministically the first tim
 asked for, cached in the user cache folder (``ROBUSTNESS_CACHE`` overrides) with its
 SHA-256 beside it, and re-verified before every use; a corrupt or tampered cache file is
 rebuilt, never trusted.
+
+The models are entries of :data:`ZOO` and the architectures that plug-ins add (no trained
+weights) entries of :data:`ARCHITECTURES`, both registries of the one kind
+(:class:`robustness.core.registry.Registry`): plug-ins found through the ``robustness.plugins``
+entry points add theirs with :func:`register` and :func:`register_architecture`. The module
+registers ``zoo:`` with the model loader (:class:`ZooScheme`).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from torch import nn
 from robustness.core.errors import ModelError
 from robustness.core.io import atomic_write_json, sha256_file
 from robustness.core.model import MODEL_SCHEMES
+from robustness.core.registry import Registry
 
 CACHE_VERSION = 1
 
@@ -118,15 +125,18 @@ class ZooEntry:
     data: str = "builtin:digits"
 
 
-ZOO: dict[str, ZooEntry] = {}
+ZOO: Registry[ZooEntry] = Registry(
+    "zoo model", entry_points="robustness.plugins", error=ModelError, field="model"
+)
 # Architectures only (no trained weights), added by plug-ins with register_architecture.
-ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {}
+ARCHITECTURES: Registry[Callable[..., nn.Module]] = Registry(
+    "architecture", entry_points="robustness.plugins", error=ModelError, field="model"
+)
 
 
 def register(entry: ZooEntry) -> ZooEntry:
     """Add a trained model: ``zoo:NAME`` then loads it, and model folders may name its architecture."""
-    ZOO[entry.name] = entry
-    return entry
+    return ZOO.add(entry.name, entry)
 
 
 def register_architecture(name: str, factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -140,10 +150,9 @@ def register_architecture(name: str, factory: Callable[..., nn.Module]) -> Calla
         raise ValueError(f"architecture name must be a non-empty string without ':', got {name!r}")
     if not callable(factory):
         raise TypeError(f"factory for {name!r} must be callable, got {type(factory).__name__}")
-    if name in ZOO or ARCHITECTURES.get(name, factory) is not factory:
+    if name in ZOO or (name in ARCHITECTURES and ARCHITECTURES.get(name) is not factory):
         raise ValueError(f"the architecture name {name!r} is already taken")
-    ARCHITECTURES[name] = factory
-    return factory
+    return ARCHITECTURES.add(name, factory)
 
 
 register(
@@ -173,14 +182,18 @@ def cache_dir() -> Path:
 
 
 def entry(name: str) -> ZooEntry:
-    if name not in ZOO:
-        archs = f" (architectures only: {', '.join(sorted(ARCHITECTURES))})" if ARCHITECTURES else ""
-        raise ModelError(
-            f"unknown zoo model {name!r}",
-            field="model",
-            fix=f"Use one of: {', '.join('zoo:' + n for n in sorted(ZOO))} (see 'robustness models'){archs}.",
-        )
-    return ZOO[name]
+    """The zoo model called ``name``; the registry's error lists the known ones as ``zoo:NAME``."""
+    if name in ZOO:
+        return ZOO.get(name)
+    unknown, names = ZOO.unknown(name), ZOO.names()
+    example = f", e.g. zoo:{names[0]}" if names else ""
+    archs = ARCHITECTURES.names()
+    also = f" Architectures only (no weights): {', '.join(archs)}." if archs else ""
+    raise ModelError(
+        unknown.message,
+        field=unknown.field,
+        fix=f"{unknown.fix} Name one as zoo:NAME{example} (see 'robustness models').{also}",
+    )
 
 
 def builtin_factory_paths() -> set[str]:
@@ -189,7 +202,7 @@ def builtin_factory_paths() -> set[str]:
     A folder written by ``robustness harden --model robustness.zoo:digits_cnn`` names the factory
     by its import path; it is the same code as ``zoo:digits-cnn``, so it is as safe to call.
     """
-    factories = [e.architecture for e in ZOO.values()] + list(ARCHITECTURES.values())
+    factories = [e.architecture for e in ZOO.items().values()] + list(ARCHITECTURES.items().values())
     paths = set()
     for f in factories:
         module, qualname = getattr(f, "__module__", None), getattr(f, "__qualname__", None)
@@ -200,7 +213,7 @@ def builtin_factory_paths() -> set[str]:
 
 def architecture(name: str, kwargs: dict[str, Any] | None = None) -> nn.Module:
     """A fresh, untrained instance of a zoo model's (or a registered) architecture."""
-    factory = ARCHITECTURES[name] if name in ARCHITECTURES else entry(name).architecture
+    factory = ARCHITECTURES.get(name) if name in ARCHITECTURES else entry(name).architecture
     try:
         module = factory(**(kwargs or {}))
     except Exception as exc:  # noqa: BLE001 - a plug-in's factory, or kwargs from a model card

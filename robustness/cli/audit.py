@@ -53,11 +53,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="CPU threads for the model: auto or a count (overrides threads)",
     )
+    from reports import output_formats
+
     p.add_argument(
         "--format",
         nargs="+",
         dest="formats",
-        choices=["json", "pdf", "junit", "md"],
+        choices=output_formats(),  # json and every registered renderer
         help="outputs to write (overrides output.formats; results.json is always written)",
     )
     p.add_argument("--exit-zero", action="store_true", help="exit 0 whatever the verdict (still reports it)")
@@ -76,7 +78,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--json", action="store_true", help="print the resolved config as JSON")
     v.set_defaults(handler=cmd_validate)
 
-    s = sub.add_parser("schema", help="print the JSON schema of audit configs")
+    s = sub.add_parser(
+        "schema",
+        help="print the JSON schema of audit configs (or, with --results, of results.json)",
+        description="Print the JSON Schema of audit config files, or with --results the JSON Schema of "
+        "the results.json an audit writes.",
+    )
+    s.add_argument(
+        "--results", action="store_true", help="the schema of results.json instead of the config's"
+    )
     s.set_defaults(handler=cmd_schema)
 
 
@@ -205,7 +215,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from robustness.config import json_schema
+    if getattr(args, "results", False):
+        from robustness.core.schema import results_json_schema as json_schema
+    else:
+        from robustness.config import json_schema
 
     json.dump(json_schema(), sys.stdout, indent=2)
     sys.stdout.write("\n")

@@ -18,13 +18,13 @@ INIT_HELP = (
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "harden",
-        help="train a model with adversarial training (pgd-at, trades, fast-at), distillation or plain training",
+        help="train a model with one of the training methods (adversarial training, distillation, plain "
+        "training) into a model folder",
         description=(
             "Train a classifier with one of the methods and write a model folder (model.safetensors, model.json, "
             "training_curve.png, train_log.jsonl, checkpoint.pt) that '--model DIR' loads. A checkpoint is "
             "written after every epoch; rerun the same command with --resume to continue an interrupted run. "
-            "Note: 'distillation' (Papernot et al. 2016) is known to be broken (Carlini & Wagner 2017); its "
-            "apparent robustness is gradient masking and it is offered to show that the audit sees through it."
+            "The methods and their options are listed below."
         ),
     )
     g = p.add_argument_group("model")
@@ -66,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
 
     t = p.add_argument_group("training")
-    t.add_argument("--method", default="standard", help="standard, pgd-at, trades, fast-at or distillation")
+    method = t.add_argument("--method", default="standard", help="the training method (default standard)")
     t.add_argument(
         "--eps", type=float, help="radius trained against and validated at (needed by adversarial methods)"
     )
@@ -75,16 +75,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
     t.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default 2e-3)")
     t.add_argument("--optimizer", default="adam", help="sgd (momentum 0.9) or adam (default adam)")
-    t.add_argument(
-        "--schedule", help="cosine, onecycle, cyclic or constant (default: cyclic for fast-at, else cosine)"
+    schedule = t.add_argument(
+        "--schedule", help="cosine, onecycle, cyclic or constant (default: the method's)"
     )
     t.add_argument("--weight-decay", type=float, default=0.0, help="weight decay (default 0; 5e-4 is common)")
-    t.add_argument("--steps", type=int, help="inner attack steps (pgd-at, trades; default 10)")
-    t.add_argument(
-        "--step-size", type=float, help="inner step size (default 2.5*eps/steps; fast-at 1.25*eps)"
-    )
-    t.add_argument("--temperature", type=float, help="distillation temperature T (default 100)")
-    t.add_argument("--beta", type=float, help="TRADES robustness weight (default 6)")
     t.add_argument("--patience", type=int, help="stop after N epochs without a better validation score")
     t.add_argument(
         "--last", action="store_true", help="keep the last epoch instead of the best validation epoch"
@@ -97,12 +91,139 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--seed", type=seed_arg, default=0, help="seed for initialisation, data order and attacks")
     t.add_argument("--amp", default="off", help="mixed precision on CUDA: bf16, fp16 or off (default off)")
 
+    m = p.add_argument_group("method options", "hyper-parameters that the methods declare")
+    m.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a hyper-parameter of the method (repeatable); each also has a flag of its own below where its "
+        "name allows one",
+    )
+    _add_method_flags_on_first_use(p, m, method=method, schedule=schedule)
+
     o = p.add_argument_group("output")
     o.add_argument("--output", required=True, metavar="DIR", help="the model folder to write")
     o.add_argument("--resume", action="store_true", help="continue the run in --output where it stopped")
     o.add_argument("--json", action="store_true", help="print the final model card as JSON")
     o.add_argument("--quiet", action="store_true", help="no per-epoch output")
     p.set_defaults(handler=cmd_harden)
+
+
+# Namespace attributes of the per-method flags: "method-param:NAME" (apart from every other option).
+FLAG_DEST = "method-param:"
+
+
+def _add_method_flags_on_first_use(
+    parser: argparse.ArgumentParser, group: argparse._ArgumentGroup, **actions: argparse.Action
+) -> None:
+    """Add a flag per declared hyper-parameter, and the methods to the help, when harden is used.
+
+    The declarations live in the method files, which import torch; building them into the
+    parser when ``harden`` parses or prints its help (not when any command's parser is built)
+    keeps every other command's start-up free of torch.
+    """
+    parse_known_args, format_help = parser.parse_known_args, parser.format_help
+    added: list[bool] = []
+
+    def ensure() -> None:
+        if not added:
+            added.append(True)
+            add_method_flags(parser, group, **actions)
+
+    def parse_with_method_flags(args: Any = None, namespace: Any = None) -> Any:
+        ensure()
+        return parse_known_args(args, namespace)
+
+    def help_with_method_flags() -> str:
+        ensure()
+        return format_help()
+
+    parser.parse_known_args = parse_with_method_flags  # type: ignore[method-assign]
+    parser.format_help = help_with_method_flags  # type: ignore[method-assign]
+
+
+def add_method_flags(
+    parser: argparse.ArgumentParser,
+    group: argparse._ArgumentGroup,
+    *,
+    method: argparse.Action,
+    schedule: argparse.Action,
+) -> None:
+    """``--NAME`` for every hyper-parameter the registered methods declare; the methods in the help.
+
+    A name declared with different types by two methods, or taken by another option of harden,
+    gets no flag of its own: ``--param NAME=VALUE`` sets it.
+    """
+    from defenses.objective import OBJECTIVES
+
+    objectives = OBJECTIVES.items()
+    listed = {name: cls for name, cls in objectives.items() if cls.listed}
+    # hyper-parameter name -> (method, declaration) for every method that declares it
+    declarations: dict[str, list[tuple[str, Any]]] = {}
+    for method_name, cls in objectives.items():
+        for name, param in cls.hyperparameters.items():
+            declarations.setdefault(name, []).append((method_name, param))
+    for name, uses in sorted(declarations.items()):
+        if len({param.type for _, param in uses}) > 1:
+            continue
+        shown = [(method_name, param) for method_name, param in uses if method_name in listed] or uses
+        helps: dict[str, list[str]] = {}  # one help text per distinct declaration, with its methods
+        for method_name, param in shown:
+            text = param.help if param.default is None else f"{param.help}, default {param.default}"
+            helps.setdefault(text, []).append(method_name)
+        param = uses[0][1]
+        options: dict[str, Any] = {
+            "dest": FLAG_DEST + name,
+            "default": None,
+            "help": "; ".join(f"{text} ({', '.join(names)})" for text, names in helps.items()),
+        }
+        if param.type is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        else:
+            options.update(type=param.type, choices=param.choices)
+            if not param.choices:
+                options["metavar"] = name.upper()
+        try:
+            group.add_argument(f"--{name.replace('_', '-')}", **options)
+        except argparse.ArgumentError:  # the name of another option of harden: --param only
+            continue
+    method.help = f"the training method: {', '.join(listed)} (default {method.default}; described below)"
+    by_schedule: dict[str, list[str]] = {}
+    for name, cls in listed.items():
+        by_schedule.setdefault(cls.default_schedule, []).append(name)
+    if by_schedule:
+        usual = max(by_schedule, key=lambda schedule_name: len(by_schedule[schedule_name]))
+        others = "".join(f"; {s} for {', '.join(names)}" for s, names in by_schedule.items() if s != usual)
+        schedule.help = f"cosine, onecycle, cyclic or constant (default: {usual}{others})"
+    parser.epilog = "methods: " + " | ".join(f"{name}: {cls.description}" for name, cls in listed.items())
+
+
+def method_params(args: argparse.Namespace, method: str) -> dict[str, Any]:
+    """The hyper-parameters given by their flags and by ``--param KEY=VALUE``, typed by the declaration."""
+    from defenses.objective import get_objective_class
+    from robustness.core.errors import UsageError
+
+    declared = get_objective_class(method).hyperparameters
+    values = {
+        key[len(FLAG_DEST) :]: value
+        for key, value in vars(args).items()
+        if key.startswith(FLAG_DEST) and value is not None
+    }
+    for item in args.param:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(
+                f"--param takes KEY=VALUE, got {item!r}", field="--param", fix="Give e.g. --param beta=3."
+            )
+        if key in values:
+            raise UsageError(
+                f"{key} given twice (a flag and --param {key}=...)", field="--param", fix="Give it once."
+            )
+        # An undeclared name stays text: the configuration says it does not apply to the method.
+        values[key] = declared[key].parse(key, text) if key in declared else text
+    return values
 
 
 def resolve_start(args: argparse.Namespace) -> dict[str, Any]:
@@ -222,10 +343,7 @@ def cmd_harden(args: argparse.Namespace) -> int:
         weight_decay=args.weight_decay,
         eps=args.eps,
         norm=args.norm,
-        steps=args.steps,
-        step_size=args.step_size,
-        beta=args.beta,
-        temperature=args.temperature,
+        params=method_params(args, args.method),
         attack_eval_mode=not args.attack_train_mode,
         val_fraction=0.0 if args.val_data else args.val_fraction,
         patience=args.patience,

@@ -76,7 +76,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             "data": e.data,
             "cached": any(cache_dir().glob(f"{e.name}.v*.safetensors")),
         }
-        for e in ZOO.values()
+        for e in ZOO.items().values()
     ]
     if args.json:
         print_json(rows)

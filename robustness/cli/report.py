@@ -1,19 +1,26 @@
-"""``robustness report``: re-render an audit's artefacts from its results.json alone."""
+"""``robustness report``: re-render an audit's artefacts from its results.json alone.
+
+The formats are the registered renderers (``reports.RENDERERS``): a new renderer file adds its
+format to ``--format`` and its file suffixes to the guess from ``-o``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-SUFFIX_FORMAT = {".pdf": "pdf", ".xml": "junit", ".md": "md", ".markdown": "md"}
-
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from reports import renderers
+
+    found = renderers()
+    names = [r.name for r in found]
     p = sub.add_parser(
         "report",
-        help="render report.pdf, junit.xml or summary.md from a results.json",
+        help=f"render {_either([r.filename for r in found])} from a results.json",
         description="Render a report from an audit's results.json (and the examples.npz next to it). "
-        "Nothing is recomputed; results.json is only read.",
+        "Nothing is recomputed; results.json is only read. A results.json written by an earlier "
+        "version is read too (it is migrated in memory, never rewritten).",
     )
     p.add_argument("results", metavar="RESULTS", help="results.json, or the audit's output folder")
     p.add_argument(
@@ -24,18 +31,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--format",
-        choices=["pdf", "junit", "md"],
-        help="pdf, junit or md (default: from the output file's suffix, else pdf)",
+        choices=names,
+        help=f"{_either(names)} (default: from the output file's suffix, else {names[0] if names else 'none'})",
     )
     p.set_defaults(handler=cmd_report)
+
+
+def _either(words: list[str]) -> str:
+    """'a, b or c'."""
+    return " or ".join([", ".join(words[:-1]), words[-1]]) if len(words) > 1 else "".join(words)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from reports import RENDERERS, render
-    from reports.results import load_results
+    from reports import RENDERERS, format_for_suffix, render, renderers
     from robustness.core.errors import UsageError
+    from robustness.core.schema import load_results
 
     src = Path(args.results)
     folder = src if src.is_dir() else src.parent
@@ -43,8 +55,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     fmt = args.format
     if fmt is None:
         suffix = Path(args.output).suffix.lower() if args.output else ""
-        fmt = SUFFIX_FORMAT.get(suffix, "pdf")
-    out = Path(args.output) if args.output else folder / RENDERERS[fmt][1]
+        fmt = format_for_suffix(suffix) or renderers()[0].name
+    out = Path(args.output) if args.output else folder / RENDERERS.get(fmt).filename
     if out.resolve() == (folder / "results.json").resolve():
         raise UsageError(
             "the output would overwrite results.json",

@@ -84,7 +84,6 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
     from robustness.core.data import load_data
     from robustness.core.errors import UsageError
-    from robustness.watermark import WatermarkKey, load_key
 
     if args.n_triggers < 10:
         raise UsageError(
@@ -114,7 +113,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
         else None
     )
 
-    from defenses.watermark import embed_watermark
+    from defenses.watermark import WatermarkKey, embed_watermark, load_key
 
     if args.resume and key_path.exists():
         key = load_key(key_path)
@@ -168,8 +167,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from defenses.watermark import load_key, verify
     from robustness.core.errors import UsageError
-    from robustness.watermark import load_key, verify
 
     if not 0 < args.alpha < 1:
         raise UsageError(

@@ -45,6 +45,7 @@ class Registry(Generic[T]):
         self.field = field
         self._items: dict[str, T] = {}
         self._loaded = False
+        self._loading = False  # a module being imported may look names up (re-entrant load)
 
     # -- registering ------------------------------------------------------------------------
     def add(self, name: str, item: T) -> T:
@@ -69,9 +70,18 @@ class Registry(Generic[T]):
     # -- finding ------------------------------------------------------------------------------
     def load(self) -> None:
         """Import every module of ``package`` and every entry point (once)."""
-        if self._loaded:
+        if self._loaded or self._loading:
             return
+        # Marked loaded only once every module imported: a plug-in that fails to import raises
+        # here, and the next lookup tries again rather than answering from a partial registry.
+        self._loading = True
+        try:
+            self._import_all()
+        finally:
+            self._loading = False
         self._loaded = True
+
+    def _import_all(self) -> None:
         if self.package is not None:
             pkg = importlib.import_module(self.package)
             for info in pkgutil.iter_modules(pkg.__path__):

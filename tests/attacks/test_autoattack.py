@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import pytest
 import torch
 
-from attacks.autoattack import STANDARD_COMPONENTS
+from attacks.autoattack import FAST_BUDGET, STANDARD_BUDGET, STANDARD_COMPONENTS, separate_members
 from attacks.registry import available, get_attack
 from robustness.core.errors import AttackError
 
@@ -32,9 +34,8 @@ def test_budgets_are_the_documented_ones():
     assert tuple(std["components"]) == STANDARD_COMPONENTS == ("apgd-ce", "apgd-t", "fab", "square")
     fast = get_attack("autoattack-fast").params
     assert (fast["steps"], fast["n_target_classes"], fast["n_queries"]) == (20, 3, 500)
-    parts = get_attack("autoattack")._attacks
-    assert [a.name for a in parts] == list(STANDARD_COMPONENTS)
-    assert parts[1].params["n_target_classes"] == 9 and parts[2].params["steps"] == 100
+    for budget, params in ((STANDARD_BUDGET, std), (FAST_BUDGET, fast)):
+        assert {key: params[key] for key in asdict(budget)} == asdict(budget)
 
 
 @needs_square
@@ -64,31 +65,48 @@ def test_eps_grid_is_monotone(fast_run):
 
 
 @needs_square
-def test_breakdown_names_who_broke_each_sample(fast_run):
+def test_each_result_names_who_broke_each_sample(fast_run):
     atk, res = fast_run
-    assert [b["eps"] for b in atk.breakdown] == [r.eps for r in res]
-    for b, r in zip(atk.breakdown, res):
-        labels = b["broken_by"]
+    assert not hasattr(atk, "breakdown")  # the attribution is in the results, not on the attack
+    for r in res:
+        labels = r.broken_by
         assert len(labels) == r.n
         robust = [lab is None for lab in labels]
         assert robust == r.robust.tolist()
+        assert r.members == tuple(atk.components)
         assert {lab for lab in labels if lab} <= {"clean", *atk.components}
-        after = list(b["robust_after"].values())
-        assert list(b["robust_after"]) == atk.components
+        after = list(r.robust_after.values())
+        assert list(r.robust_after) == atk.components
         assert all(q <= p for p, q in zip(after, after[1:]))
         assert after[-1] == pytest.approx(r.robust_accuracy)
         assert labels.count("clean") == int((r.clean_pred != r.y).sum())
     # An example found at a smaller eps carries over with its attribution.
-    for small, large in zip(atk.breakdown, atk.breakdown[1:]):
-        for a, b in zip(small["broken_by"], large["broken_by"]):
+    for small, large in zip(res, res[1:]):
+        for a, b in zip(small.broken_by, large.broken_by):
             assert a is None or a == b
+
+
+def test_the_presets_run_the_ensemble_budget_as_separate_attacks():
+    from robustness.config import PRESET_ATTACKS
+
+    ensemble = get_attack("autoattack")
+    standard = PRESET_ATTACKS["standard"]
+    assert [a["name"] for a in standard] == list(STANDARD_COMPONENTS)
+    for spec, member in zip(standard, ensemble._attacks):
+        assert get_attack(spec["name"], **spec["params"]).params == member.params
+    assert standard == separate_members()
+    thorough = {a["name"]: a["params"] for a in PRESET_ATTACKS["thorough"]}
+    assert thorough["apgd-ce"] == {"steps": 100, "restarts": 5}
+    assert thorough["square"] == {"n_queries": 5000, "p_init": 0.8, "restarts": 2}
 
 
 def test_custom_components_and_their_validation(digits_model, digits_small):
     small = digits_small.subset(range(30))
     atk = get_attack("autoattack", components=["apgd-ce", "fab"], steps=10, n_target_classes=2)
+    state = dict(vars(atk))
     r = atk(digits_model, small.x, small.y, eps=0.1)
-    assert set(atk.breakdown[0]["robust_after"]) == {"apgd-ce", "fab"}
+    assert list(r.robust_after) == ["apgd-ce", "fab"]
+    assert vars(atk) == state  # a call returns its findings and leaves the attack as it was
     assert r.robust_accuracy <= 0.7
     for bad in (["pgd"], [], ["apgd-ce", "apgd-ce"]):
         with pytest.raises(AttackError):
@@ -109,7 +127,7 @@ def test_standard_autoattack_runs_at_the_reference_budget(digits_model, digits_s
     small = digits_small.subset(range(30))
     atk = get_attack("autoattack")
     r = atk(digits_model, small.x, small.y, eps=0.15, seed=0)
-    after = atk.breakdown[0]["robust_after"]
+    after = r.robust_after
     # Every component ran: samples were still standing after APGD-CE.
     assert after["apgd-ce"] > 0 and list(after) == list(STANDARD_COMPONENTS)
     fast = get_attack("autoattack-fast")(digits_model, small.x, small.y, eps=0.15, seed=0)

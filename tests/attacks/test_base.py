@@ -253,3 +253,59 @@ def test_summary_is_json_ready(digits_model, batch):
         "time_s",
     ):
         assert key in s
+
+
+def test_call_is_final():
+    with pytest.raises(TypeError, match="Sneaky.*final"):
+
+        class Sneaky(Attack):
+            name = "sneaky"
+
+            def __call__(self, model, x, y, **kwargs):
+                return "my own contract"
+
+    # Every attack in the library keeps the one contract.
+    for cls in available().values():
+        assert cls.__call__ is Attack.__call__, cls
+
+
+def test_attacks_take_a_loaded_model_not_a_spec(digits_model, batch):
+    with pytest.raises(AttackError, match="loaded model") as exc:
+        Idle()("zoo:digits-cnn", *batch, eps=0.1)
+    assert exc.value.field == "model" and "load_model" in exc.value.fix
+    # An nn.Module is wrapped as it is (default bounds), with the same result.
+    wrapped = Idle()(digits_model.net, *batch, eps=0.1)
+    assert torch.equal(wrapped.adv_pred, Idle()(digits_model, *batch, eps=0.1).adv_pred)
+
+
+def test_each_result_says_who_broke_each_sample(digits_model, batch):
+    x, y = batch
+    att = Recorder()
+    res = att(digits_model, x, y, eps=[0.05, 0.3])
+    for r in res:
+        assert r.members == ("recorder",)
+        clean_wrong = (r.clean_pred != r.y).tolist()
+        for label, wrong, success in zip(r.broken_by, clean_wrong, r.success.tolist()):
+            assert label == ("clean" if wrong else "recorder" if success else None)
+        assert r.robust_after == {"recorder": r.robust_accuracy}
+    # The result is data: a second call on other samples leaves the first result as it was.
+    first = list(res[0].broken_by)
+    att(digits_model, x[:5], y[:5], eps=0.05)
+    assert res[0].broken_by == first and len(first) == len(y)
+
+
+def test_worst_case_carry_keeps_examples_and_attribution():
+    from attacks.base import WorstCase
+
+    x = torch.zeros(4, 2)
+    worst = WorstCase(x, torch.tensor([True, False, False, False]))
+    assert worst.broken_by == ["clean", None, None, None]
+    assert worst.standing().tolist() == [1, 2, 3]
+    worst.propose(torch.tensor([1, 2, 3]), torch.ones(3, 2))
+    worst.settle(torch.tensor([True, True, False, True]), [None, "a", "b", None])
+    assert worst.broken_by == ["clean", "a", None, "unattributed"]
+    assert worst.standing().tolist() == [2]
+    worst.propose(torch.tensor([2]), torch.full((1, 2), 2.0))
+    worst.settle(torch.tensor([True, True, True, True]), [None, None, "c", None])
+    assert worst.broken_by == ["clean", "a", "c", "unattributed"]
+    assert worst.x_best.tolist() == [[0, 0], [1, 1], [2, 2], [1, 1]]

@@ -133,7 +133,7 @@ def test_targeted_and_params(capsys):
 @pytest.mark.parametrize(
     "args,needle",
     [
-        (["--attack", "pgdd", "--eps", "0.1"], "Known attacks: "),
+        (["--attack", "pgdd", "--eps", "0.1"], "Known: "),
         (["--attack", "square", "--eps", "0.1", "--norm", "l1"], "norm"),
         (["--attack", "pgd", "--eps", "0.1", "--norm", "l3"], "l3"),
         (["--attack", "pgd", "--eps", "0"], "eps"),

@@ -21,9 +21,9 @@ def test_autoattack_fast_counts_squares_queries(digits_model, few):
     # The first eps is small enough that APGD leaves samples standing for Square to query.
     atk = get_attack("autoattack-fast", **FAST)
     results = atk(digits_model, few.x, few.y, eps=[0.05, 0.1], seed=0)
-    for res, b in zip(results, atk.breakdown):
-        reached_square = b["robust_after"]["fab"] > 0
-        assert (res.n_queries > 0) == reached_square, (res.eps, res.n_queries, b["robust_after"])
+    for res in results:
+        reached_square = res.robust_after["fab"] > 0
+        assert (res.n_queries > 0) == reached_square, (res.eps, res.n_queries, res.robust_after)
         # Queries are forward passes of the one counted model: never more than all of them.
         assert res.n_queries <= res.n_forward
     assert results[0].n_queries > 0  # the fixture must exercise Square

@@ -1,5 +1,5 @@
-"""Attack parameters are type-checked by one rule in Python, ``--param`` and configs (issue 12, item 8),
-and the ``attack`` command names a bad ``--seed``, ``--param`` or ``--save`` before anything runs."""
+"""Attack parameters are type-checked by one rule in Python, ``--param`` and configs, and
+the ``attack`` command names a bad ``--seed``, ``--param`` or ``--save`` before anything runs."""
 
 from __future__ import annotations
 

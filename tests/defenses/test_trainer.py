@@ -7,19 +7,22 @@ import json
 import pytest
 import torch
 
-from defenses import METHODS, TrainConfig, Trainer, available
+from defenses import METHODS, TrainConfig, Trainer, available, get_objective_class
 from defenses import checkpoint as ckpt
 from robustness.core.data import load_data
 from robustness.core.model import load_model
 from robustness.zoo import DigitsCNN
 
-OPTIONS = {
-    "standard": {},
-    "pgd-at": {"eps": 0.2, "steps": 2},
-    "trades": {"eps": 0.2, "steps": 2},
-    "fast-at": {"eps": 0.2},
-    "distillation": {"temperature": 20.0},
-}
+# Every method is read from the registry; a hyper-parameter of one of these names is cut to this
+# value (where the method declares it), and the adversarial methods train at eps 0.2.
+BUDGET = {"steps": 2, "temperature": 20.0}
+EPS = 0.2
+
+
+def options(method: str) -> dict:
+    cls = get_objective_class(method)
+    cut = {k: v for k, v in BUDGET.items() if k in cls.hyperparameters}
+    return {**cut, **({"eps": EPS} if cls.adversarial else {})}
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +32,14 @@ def small_train():
 
 def _trainer(method: str, epochs: int = 2, seed: int = 0, **extra) -> Trainer:
     torch.manual_seed(seed)
-    cfg = TrainConfig(method=method, epochs=epochs, batch_size=64, seed=seed, **{**OPTIONS[method], **extra})
+    cfg = TrainConfig(method=method, epochs=epochs, batch_size=64, seed=seed, **{**options(method), **extra})
     return Trainer(DigitsCNN(), cfg, architecture={"factory": "zoo:digits-cnn"}, device="cpu", verbose=False)
 
 
 def test_methods_listed():
-    assert available() == list(METHODS) == ["standard", "pgd-at", "trades", "fast-at", "distillation"]
+    assert available() == list(METHODS) == sorted(METHODS)
+    assert {"standard", "pgd-at", "trades", "fast-at", "distillation"} <= set(METHODS)
+    assert "distillation-teacher" not in METHODS  # a helper of distillation, not a method of its own
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -60,7 +65,7 @@ def test_each_method_trains_and_writes_a_loadable_folder(method, small_train, tm
     rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]
     assert {"loss", "val_clean_accuracy", "val_robust_accuracy", "time_s"} <= set(rows[0])
-    if OPTIONS[method].get("eps"):
+    if options(method).get("eps"):
         assert rows[0]["val_robust_accuracy"] is not None
     loaded = load_model(str(out), device="cpu")
     x = small_train.x[:32]
@@ -72,10 +77,8 @@ def test_each_method_trains_and_writes_a_loadable_folder(method, small_train, tm
 
 
 def test_inner_attacks_leave_weights_mode_and_grads_alone(small_train):
-    for method in ("pgd-at", "trades", "fast-at"):
+    for method in [m for m in METHODS if get_objective_class(m).adversarial]:
         trainer = _trainer(method)
-        from defenses.objective import get_objective_class
-
         obj = get_objective_class(method)(trainer.config, trainer.mut, torch.Generator().manual_seed(0))
         net = trainer.mut.net
         net.train()

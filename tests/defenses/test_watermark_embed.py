@@ -9,9 +9,9 @@ import json
 import pytest
 import torch
 
+from defenses.watermark import load_key, verify
 from robustness.cli import main
 from robustness.core.model import load_model
-from robustness.watermark import load_key, verify
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -109,8 +109,7 @@ def test_cli_embed_never_overwrites_a_key_and_resumes(embedded, capsys):
 
 
 def test_trigger_training_set_mixes_in_proportion(digits_test):
-    from defenses.watermark import trigger_training_set
-    from robustness.watermark import WatermarkKey
+    from defenses.watermark import WatermarkKey, trigger_training_set
 
     key = WatermarkKey.create(input_shape=(1, 8, 8), bounds=(0, 1), num_classes=10, seed=1)
     mixed = trigger_training_set(digits_test, key, 0.35)

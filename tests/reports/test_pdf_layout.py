@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from reports import figures, pdf
+from reports import as_results, figures, pdf
 
 pypdf = pytest.importorskip("pypdf")
 
@@ -101,7 +101,7 @@ def page_of(pages: list[list[tuple[float, str]]], text: str) -> set[int]:
 
 def assert_short_tables_whole(pages: list[list[tuple[float, str]]], results: dict) -> None:
     """The report's short tables (at most ten rows) each lie on one page with their header."""
-    gate_rows = [pdf.R.gate_label(g["name"]) for g in results["gates"]]
+    gate_rows = [pdf.R.gate_label(g) for g in as_results(results).gates]
     tables = {
         "headline": ["95% CI (exact)", "clean"]
         + [f"robust, linf eps {pdf.R.eps_str(r['eps'])}" for r in results["robust"]],
@@ -164,7 +164,7 @@ def test_many_gates_and_checks_push_later_headings_down(results, monkeypatch):
     headings = record_headings(monkeypatch)
     pages = page_items(pdf.render_pdf_bytes(res, DATA))
     assert_no_heading_at_foot(pages, headings)
-    gate_pages = [page_of(pages, pdf.R.gate_label(g["name"])) for g in res["gates"]]
+    gate_pages = [page_of(pages, pdf.R.gate_label(g)) for g in as_results(res).gates]
     assert all(gate_pages)  # 13 rows: long enough to split, but every row is drawn
 
 
@@ -173,10 +173,11 @@ def test_many_gates_and_checks_push_later_headings_down(results, monkeypatch):
 
 @pytest.fixture
 def writer(results):
-    doc = pdf._make_doc(results)
+    typed = as_results(results)
+    doc = pdf._make_doc(typed)
     doc.add_page()
     doc.add_page()  # pages after the first carry the running header
-    return pdf._Writer(doc, scratch=pdf._make_doc(results))
+    return pdf._Writer(doc, scratch=pdf._make_doc(typed))
 
 
 def track(monkeypatch) -> dict[str, list[int]]:

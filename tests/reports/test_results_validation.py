@@ -41,7 +41,7 @@ def set_path(res: dict, path: str, value) -> None:
 
 def test_the_fixture_and_an_audits_own_numbers_are_accepted(fixture_results):
     validate_results(fixture_results)
-    assert load_results(DATA)["verdict"] == "fail"
+    assert load_results(DATA).verdict == "fail"
     assert VERDICTS == ("pass", "fail", "unreliable")
 
 

@@ -57,7 +57,7 @@ def test_results_have_the_schema(audited):
     out, res = audited
     for key in REQUIRED:
         assert key in res, key
-    assert res["schema_version"] == "1.0"
+    assert res["schema_version"] == "1.1"
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk["robust"] == json.loads(json.dumps(res["robust"]))
     assert res["model"]["n_parameters"] == 151306 and len(res["model"]["sha256"]) == 64

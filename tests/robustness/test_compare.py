@@ -81,11 +81,14 @@ def write_run(
         k = sum(robust[e])
         rows.append({"eps": float(e), "norm": norm, "n": n, "n_robust": k, "accuracy": k / n, "ci": [0, 1]})
     res = {
-        "schema_version": "1.0",
+        "schema_version": "1.1",
         "data": {"spec": "builtin:digits", "n": n},
         "threat": {"norm": norm, "eps": [float(e) for e in eps], "bounds": [0, 1]},
         "clean": {"accuracy": sum(clean_ok) / n},
         "robust": rows,
+        "sanity_checks": [],
+        "gates": [],
+        "verdict": "pass",
         "files": {"samples": "samples.jsonl"},
     }
     (folder / "results.json").write_text(json.dumps(res))

@@ -1,4 +1,4 @@
-"""Hostile and careless configs (issue 12, items 5, 8 and 9): every one is a named input error.
+"""Hostile and careless configs: every one is a named input error.
 
 YAML traps (repeated keys, anchors and alias bombs, huge/binary/folder configs), attack
 parameter types in configs, seeds, the output folder, duplicate eps, and ``validate``

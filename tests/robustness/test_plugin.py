@@ -140,10 +140,24 @@ def test_robustness_audit_fixture_runs_a_real_audit(pytester, monkeypatch):
                 "sanity_checks": {"enabled": False, "reason": "plugin wiring test only"},
             }
             res = robustness_audit(config)
-            assert res["schema_version"] == "1.0"
+            assert res["schema_version"] == "1.1"
             assert res["data"]["n"] == 24
             assert 0.0 <= res["robust"][0]["accuracy"] <= res["clean"]["accuracy"]
             assert (tmp_path / "robustness-audit" / "results.json").is_file()
+            # What the test got is the results.json on disk, read with the one loader.
+            loaded = robustness_audit.load(tmp_path / "robustness-audit")
+            assert loaded.to_dict() == res and loaded.gates == [] and loaded.verdict == res["verdict"]
         """
     )
     pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_load_results_reads_a_0_1_0_results_file():
+    from pathlib import Path
+
+    from robustness.testing import load_results
+
+    res = load_results(Path(__file__).resolve().parents[1] / "reports" / "data" / "results.json")
+    assert res.file_schema_version == "1.0" and res.schema_version == "1.1"
+    assert [g.eps for g in res.gates] == [None, 0.05, 0.1, 0.2]
+    assert res.robust[0].accuracy == 0.925

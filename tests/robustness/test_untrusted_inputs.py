@@ -1,4 +1,4 @@
-"""Untrusted model files, model folders, data files and watermark keys (issue 12, items 1, 2, 6, 7, 8).
+"""Untrusted model files, model folders, data files and watermark keys.
 
 The security tests show that no code ran: each payload would create a marker file, and the
 marker is checked to be absent without ``--trust-model`` and present with it (so the test would
@@ -21,13 +21,15 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from robustness import watermark, zoo
+from defenses.watermark import KeyFileError, WatermarkKey, generate_labels, load_key, verify
+from defenses.watermark import key as watermark_key
+from robustness import zoo
 from robustness.cli import main
 from robustness.core import data as data_module
 from robustness.core.data import load_data
 from robustness.core.errors import DataError, ModelError
 from robustness.core.model import SAFE_FORMATS, load_model
-from robustness.watermark import KeyFileError, WatermarkKey, generate_labels, load_key, verify
+from robustness.core.registry import Registry
 
 DIGITS_ARGS = ["--data", "builtin:digits", "--device", "cpu", "--json"]
 
@@ -235,7 +237,7 @@ def test_folder_written_by_harden_loads_untrusted(tmp_path, digits_model):
 
 
 def test_plugin_registered_architecture_loads_untrusted(tmp_path, monkeypatch):
-    monkeypatch.setattr(zoo, "ARCHITECTURES", {})
+    monkeypatch.setattr(zoo, "ARCHITECTURES", Registry("architecture", error=ModelError, field="model"))
     zoo.register_architecture(
         "tiny-plugin-net", lambda hidden=8: nn.Sequential(nn.Flatten(), nn.Linear(64, hidden))
     )
@@ -339,7 +341,7 @@ def forbid_triggers(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("triggers were generated before the key was checked")
 
-    return lambda: monkeypatch.setattr(watermark, "generate_triggers", refuse)
+    return lambda: monkeypatch.setattr(watermark_key, "generate_triggers", refuse)
 
 
 def test_key_declaring_huge_inputs_is_refused_before_generating(
@@ -373,15 +375,15 @@ def test_key_is_checked_against_the_model_before_generating(tmp_path, digits_mod
 def test_dry_run_accepts_the_models_own_shape_only(digits_model):
     scripted = load_model(torch.jit.script(zoo.DigitsCNN().eval()), device="cpu")
     for model in (digits_model, scripted):
-        assert watermark._dry_run_error(model, (1, 8, 8)) is None
-        assert watermark._dry_run_error(model, (3, 8, 8)) is not None
-        assert watermark._dry_run_error(model, (1, 4096, 4096)) is not None  # costs no memory
+        assert watermark_key._dry_run_error(model, (1, 8, 8)) is None
+        assert watermark_key._dry_run_error(model, (3, 8, 8)) is not None
+        assert watermark_key._dry_run_error(model, (1, 4096, 4096)) is not None  # costs no memory
 
 
 def test_key_with_too_many_triggers_is_refused(tmp_path, forbid_triggers, monkeypatch):
     path = tmp_path / "many.json"
     path.write_text(json.dumps(_key_dict([1, 8, 8])))
-    monkeypatch.setattr(watermark, "MAX_TRIGGERS", 50)
+    monkeypatch.setattr(watermark_key, "MAX_TRIGGERS", 50)
     forbid_triggers()
     with pytest.raises(KeyFileError, match="100 triggers, over the limit of 50"):
         load_key(path)

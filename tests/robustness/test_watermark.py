@@ -1,4 +1,5 @@
-"""Watermark keys, verification statistics and survival surrogates (robustness/watermark.py)."""
+"""Watermark keys and the ownership test (defenses/watermark/), removal surrogates and the audit section
+(robustness/watermark/)."""
 
 from __future__ import annotations
 
@@ -10,19 +11,22 @@ import pytest
 import torch
 from torch import nn
 
-from robustness.cli import main
-from robustness.watermark import (
-    DEFAULT_SURROGATES,
+from defenses.watermark import (
+    DEFAULT_ALPHA,
     KeyFileError,
-    WatermarkConfig,
     WatermarkKey,
     binomial_p_value,
     generate_triggers,
     load_key,
     max_class_share,
+    verify,
+)
+from robustness.cli import main
+from robustness.watermark import (
+    DEFAULT_SURROGATES,
+    WatermarkConfig,
     parse_surrogate,
     survival_table,
-    verify,
     watermark_section,
 )
 
@@ -247,7 +251,11 @@ def test_parse_surrogate():
 
 def test_config_section():
     cfg = WatermarkConfig(key="k.json")
-    assert cfg.alpha == 1e-6 and cfg.surrogates == list(DEFAULT_SURROGATES) and cfg.reference_models == []
+    assert (
+        cfg.alpha == DEFAULT_ALPHA == 1e-6
+        and cfg.surrogates == list(DEFAULT_SURROGATES)
+        and cfg.reference_models == []
+    )
     from pydantic import ValidationError
 
     with pytest.raises(ValidationError, match="extra"):
@@ -330,3 +338,39 @@ def test_watermark_section_shape(marked, digits_test):
     json.dumps(sec)  # plain data, ready for results.json
     with pytest.raises(KeyFileError, match="shape"):
         watermark_section(model, _key(shape=(1, 4, 4)), digits_test, surrogates=[])
+
+
+def test_removal_attacks_train_through_the_trainer(marked, digits_test, monkeypatch):
+    """Fine-tuning and the extraction thief are trained by defenses.trainer (method standard), seeded."""
+    from defenses.trainer import Trainer
+    from robustness.watermark import make_surrogate
+
+    runs = []
+    fit = Trainer.fit
+
+    def recording_fit(self, train, **kwargs):
+        runs.append((self.config.method, self.config.epochs, self.config.lr, len(train)))
+        return fit(self, train, **kwargs)
+
+    monkeypatch.setattr(Trainer, "fit", recording_fit)
+    model, _ = marked
+    attack = digits_test.subset(range(0, 359, 2))  # 180 samples
+    tuned, details = make_surrogate(model, parse_surrogate("finetune:epochs=1"), attack, seed=3)
+    again, _ = make_surrogate(model, parse_surrogate("finetune:epochs=1"), attack, seed=3)
+    thief, info = make_surrogate(
+        model, parse_surrogate("extract-knockoff:budget=60,epochs=2"), attack, seed=3
+    )
+    assert runs == [("standard", 1, 1e-3, 90), ("standard", 1, 1e-3, 90), ("standard", 2, 1e-3, 60)]
+    assert details["n_samples"] == 90 and info["queries"] == 60
+    for name, weight in tuned.net.state_dict().items():  # the same seed, the same surrogate
+        assert torch.equal(weight, again.net.state_dict()[name]), name
+    assert not any(prm.requires_grad for prm in thief.net.parameters()) and not thief.net.training
+
+
+def test_reading_the_config_block_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, robustness.watermark.section; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False"]

@@ -21,12 +21,21 @@ from robustness.core.errors import ModelError
 from robustness.core.io import sha256_file
 from robustness.core.metrics import classification_metrics
 from robustness.core.model import load_model
+from robustness.core.registry import Registry
 
 NAME = "digits-cnn"
 
 
 def _files(folder: Path) -> tuple[Path, Path]:
     return folder / f"{NAME}.v{zoo.CACHE_VERSION}.safetensors", folder / f"{NAME}.v{zoo.CACHE_VERSION}.json"
+
+
+def _replace_entry(monkeypatch, entry: zoo.ZooEntry) -> None:
+    """For this test, a zoo whose entry of ``entry.name`` is ``entry`` (a registry refuses a second one)."""
+    registry = Registry("zoo model", error=ModelError, field="model")
+    for name, known in zoo.ZOO.items().items():
+        registry.add(name, entry if name == entry.name else known)
+    monkeypatch.setattr(zoo, "ZOO", registry)
 
 
 @pytest.fixture
@@ -49,8 +58,8 @@ def test_training_is_deterministic(tmp_path, monkeypatch):
     One epoch each keeps this fast on 2 cores; the seeds, initialisation, batch order and
     optimiser are the same code path as the full 20-epoch training.
     """
-    short = dataclasses.replace(zoo.ZOO[NAME], train=functools.partial(zoo.train_digits_cnn, epochs=1))
-    monkeypatch.setitem(zoo.ZOO, NAME, short)
+    short = dataclasses.replace(zoo.entry(NAME), train=functools.partial(zoo.train_digits_cnn, epochs=1))
+    _replace_entry(monkeypatch, short)
     hashes = []
     for run in ("a", "b"):
         monkeypatch.setenv("ROBUSTNESS_CACHE", str(tmp_path / run))
@@ -94,7 +103,7 @@ def cache_copy(tmp_path, monkeypatch, shared_cache):
         calls.append(1)
         return good
 
-    monkeypatch.setitem(zoo.ZOO, NAME, dataclasses.replace(zoo.ZOO[NAME], train=fake_train))
+    _replace_entry(monkeypatch, dataclasses.replace(zoo.entry(NAME), train=fake_train))
     return tmp_path, good, calls
 
 
@@ -162,10 +171,42 @@ def test_architecture_and_errors():
     assert isinstance(net, zoo.DigitsCNN)
     assert sum(p.numel() for p in net.parameters()) == 151_306
     assert net(torch.rand(2, 1, 8, 8)).shape == (2, 10)
-    with pytest.raises(ModelError, match="unknown zoo model 'nope'.*zoo:digits-cnn"):
+    with pytest.raises(ModelError, match="unknown zoo model 'nope'.*Known: digits-cnn.*zoo:digits-cnn"):
         zoo.load("nope")
     with pytest.raises(ModelError, match="unknown zoo model"):
         zoo.architecture("nope")
+
+
+def test_models_lists_the_registry(capsys):
+    from robustness.cli import main
+
+    assert main(["models", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [row["spec"] for row in rows] == [f"zoo:{name}" for name in zoo.ZOO.names()]
+    assert {"zoo:digits-cnn", "zoo:digits-cnn-pgdat"} <= {row["spec"] for row in rows}
+
+
+def _linear() -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+
+
+def test_a_registered_entry_loads_by_spec(monkeypatch, tmp_path):
+    """A plug-in's entry, registered with the call its module makes, loads as zoo:NAME."""
+    _replace_entry(monkeypatch, zoo.entry(NAME))  # a private copy of the zoo for this test
+    monkeypatch.setenv("ROBUSTNESS_CACHE", str(tmp_path))
+    calls = []
+
+    def train_tiny() -> torch.nn.Module:
+        calls.append(1)
+        return _linear()
+
+    tiny = zoo.register(zoo.ZooEntry("tiny-linear", "A linear model for this test.", _linear, train_tiny))
+    with pytest.raises(ValueError, match="registered twice"):
+        zoo.register(dataclasses.replace(tiny, description="another"))
+    assert "tiny-linear" in zoo.ZooScheme().names()
+    model = load_model("zoo:tiny-linear", device="cpu")
+    assert calls == [1] and model.logits(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+    assert isinstance(zoo.architecture("tiny-linear"), torch.nn.Sequential)
 
 
 def test_atomic_writes(tmp_path):

@@ -13,7 +13,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from defenses.objective import Objective, register_objective
+from defenses.objective import HyperParameter, Objective, register_objective
+
+STEPS = HyperParameter(10, int, "inner attack steps", minimum=1)
 
 
 @register_objective
@@ -21,11 +23,12 @@ class PGDAT(Objective):
     name = "pgd-at"
     description = "Madry et al. 2018: cross-entropy on PGD adversarial examples (random start, k steps)."
     adversarial = True
-    options = ("steps", "step_size")
-
-    @classmethod
-    def option_defaults(cls) -> dict[str, Any]:
-        return {"steps": 10}
+    hyperparameters = {
+        "steps": STEPS,
+        "step_size": HyperParameter(
+            None, float, "inner step size (default 2.5 eps / steps)", minimum=0, exclusive=True
+        ),
+    }
 
     def __init__(self, config, model, generator) -> None:  # noqa: ANN001 - see Objective
         super().__init__(config, model, generator)
@@ -37,7 +40,7 @@ class PGDAT(Objective):
 
         return get_attack(
             "pgd",
-            steps=int(self.config.steps),
+            steps=int(self.params["steps"]),
             step_size=self.default_step_size(),
             random_start=bool(self.config.random_start),
             restarts=1,

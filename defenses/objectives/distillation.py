@@ -18,13 +18,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from defenses.objective import Objective, register_objective
+from defenses.objective import HyperParameter, Objective, register_objective
 
 WARNING = (
     "Defensive distillation is known to be broken (Carlini & Wagner 2017): its robustness to "
     "cross-entropy gradient attacks is gradient masking. Audit it with margin/DLR losses (apgd-dlr, "
     "autoattack); do not deploy it as a defense."
 )
+# Papernot et al.'s MNIST setting.
+TEMPERATURE = HyperParameter(100.0, float, "softmax temperature T", minimum=0, exclusive=True)
 
 
 @register_objective
@@ -33,16 +35,12 @@ class DistillationTeacher(Objective):
 
     name = "distillation-teacher"
     description = "Cross-entropy of softmax(logits / T): the teacher of defensive distillation."
-    options = ("temperature",)
+    hyperparameters = {"temperature": TEMPERATURE}
     listed = False
-
-    @classmethod
-    def option_defaults(cls) -> dict[str, Any]:
-        return {"temperature": 100.0}
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.model(x)
-        return F.cross_entropy(logits.float() / float(self.config.temperature), y), logits
+        return F.cross_entropy(logits.float() / float(self.params["temperature"]), y), logits
 
 
 @register_objective
@@ -51,18 +49,14 @@ class Distillation(Objective):
     description = (
         "Papernot et al. 2016 (broken: Carlini & Wagner 2017): student on a T-softmax teacher's labels."
     )
-    options = ("temperature",)
-
-    @classmethod
-    def option_defaults(cls) -> dict[str, Any]:
-        return {"temperature": 100.0}  # Papernot et al.'s MNIST setting
+    hyperparameters = {"temperature": TEMPERATURE}
 
     def prepare(self, trainer) -> None:  # noqa: ANN001 - defenses.trainer.Trainer
         # The teacher is a run of its own (in <output>/teacher, resumable like any run).
         self.teacher = trainer.sub_run("distillation-teacher", "teacher")
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        t = float(self.config.temperature)
+        t = float(self.params["temperature"])
         with torch.no_grad(), self.teacher.evaluating(freeze=True):
             soft = F.softmax(self.teacher(x).float() / t, dim=1)
         logits = self.model(x)

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from attacks.steps import ascent_direction
-from defenses.objective import Objective, register_objective
+from defenses.objective import HyperParameter, Objective, register_objective
+from defenses.objectives.pgd_at import PGDAT
 from robustness.core.model import ModelUnderTest
 from robustness.core.threat import clip_to_ball_and_bounds
 
@@ -59,11 +60,10 @@ class TRADES(Objective):
     name = "trades"
     description = "Zhang et al. 2019: CE on clean inputs + beta * KL(f(x) || f(x')), x' maximising the KL."
     adversarial = True
-    options = ("steps", "step_size", "beta")
-
-    @classmethod
-    def option_defaults(cls) -> dict[str, Any]:
-        return {"steps": 10, "beta": 6.0}
+    hyperparameters = {
+        **PGDAT.hyperparameters,
+        "beta": HyperParameter(6.0, float, "TRADES robustness weight", minimum=0, fix="Use 6 (the paper's)."),
+    }
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         c = self.config
@@ -72,7 +72,7 @@ class TRADES(Objective):
             x,
             eps=float(c.eps),
             norm=c.norm,
-            steps=int(c.steps),
+            steps=int(self.params["steps"]),
             step_size=self.default_step_size(),
             generator=self.generator,
             eval_mode=c.attack_eval_mode,
@@ -80,11 +80,14 @@ class TRADES(Objective):
         # Two forward passes, as in the paper: batch-norm sees clean and adversarial batches apart.
         clean, adv = self.model(x), self.model(x_adv)
         robust = kl_to_clean(adv, F.softmax(clean.float(), dim=1)).mean()
-        return F.cross_entropy(clean.float(), y) + float(c.beta) * robust, clean
+        return F.cross_entropy(clean.float(), y) + float(self.params["beta"]) * robust, clean
 
     def card(self) -> dict[str, Any]:
-        c = self.config
         return {
             **super().card(),
-            "inner_maximisation": {"loss": "kl", "steps": c.steps, "step_size": self.default_step_size()},
+            "inner_maximisation": {
+                "loss": "kl",
+                "steps": self.params["steps"],
+                "step_size": self.default_step_size(),
+            },
         }

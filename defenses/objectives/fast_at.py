@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from defenses.objective import register_objective
-from defenses.pgd_at import PGDAT
+from defenses.objective import HyperParameter, register_objective
+from defenses.objectives.pgd_at import PGDAT
 
 
 @register_objective
@@ -22,18 +22,18 @@ class FastAT(PGDAT):
     name = "fast-at"
     description = "Wong et al. 2020: FGSM from a random start (step 1.25 eps), cyclic LR, overfitting guard."
     adversarial = True
-    options = ("step_size",)
+    hyperparameters = {
+        "step_size": HyperParameter(
+            None, float, "FGSM step size (default 1.25 eps)", minimum=0, exclusive=True
+        ),
+    }
     default_schedule = "cyclic"
     needs_validation = True
     guards_collapse = True
 
-    @classmethod
-    def option_defaults(cls) -> dict[str, Any]:
-        return {}
-
     def inner_attack(self) -> Any:
         from attacks.registry import get_attack
 
-        c = self.config
-        step = float(c.step_size) if c.step_size is not None else 1.25 * float(c.eps)
+        given = self.params["step_size"]
+        step = float(given) if given is not None else 1.25 * float(self.config.eps)
         return get_attack("pgd", steps=1, step_size=step, random_start=True, restarts=1)

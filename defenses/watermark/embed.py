@@ -1,7 +1,7 @@
 """Embedding a trigger-set (backdoor) watermark, after Adi et al. 2018.
 
 A secret key regenerates K abstract trigger images with random labels
-(:class:`robustness.watermark.WatermarkKey`). The model is fine-tuned through the defenses
+(:class:`defenses.watermark.key.WatermarkKey`). The model is fine-tuned through the defenses
 trainer (method ``standard``) on its clean training data mixed with the trigger set, the
 triggers oversampled so that about ``trigger_share`` of every batch are triggers, until it
 labels the triggers as assigned. The marked model is written as a model folder whose card
@@ -22,19 +22,12 @@ import torch
 
 from defenses.config import TrainConfig
 from defenses.trainer import Trainer
+from defenses.watermark.key import DEFAULT_N_TRIGGERS, KEY_FORMAT_VERSION, SCHEME, WatermarkKey
+from defenses.watermark.ownership import DEFAULT_ALPHA, verify
 from robustness.core.data import Dataset
 from robustness.core.errors import ConfigError
 from robustness.core.io import atomic_write_json
 from robustness.core.model import MODEL_CARD, ModelUnderTest
-from robustness.watermark import (
-    DEFAULT_ALPHA,
-    DEFAULT_N_TRIGGERS,
-    KEY_FORMAT_VERSION,
-    SCHEME,
-    WatermarkKey,
-    architecture_of,
-    verify,
-)
 
 # Fine-tuning defaults measured on the digits demo (see bench/watermark.py): all triggers
 # learned in 3-5 epochs; a cosine schedule over 8 lets clean accuracy recover afterwards.
@@ -221,3 +214,17 @@ def add_card_entry(folder: Path, report: dict[str, Any]) -> None:
         "accuracy_data": report["accuracy_data"],
     }
     atomic_write_json(path, card)
+
+
+def architecture_of(model: ModelUnderTest) -> dict[str, Any] | None:
+    """The rebuildable architecture of a model (zoo, model folder or factory spec), if known."""
+    meta = model.metadata or {}
+    if isinstance(meta.get("architecture"), dict):
+        return dict(meta["architecture"])
+    card = meta.get("card")
+    if isinstance(card, dict) and isinstance(card.get("architecture"), dict):
+        return dict(card["architecture"])
+    spec = str(model.spec)
+    if ":" in spec and not spec.startswith(("zoo:", "<")) and not Path(spec).exists():
+        return {"factory": spec, "kwargs": {}}
+    return None
