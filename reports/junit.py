@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reports import as_results, renderer
-from reports import results as R
+from reports import results as report_results
+from robustness.core import formatting
 
 if TYPE_CHECKING:
     from robustness.core.schema import AuditResults, CheckOutcome, Gate
@@ -58,7 +59,7 @@ def _gate_case(g: Gate, res: AuditResults) -> tuple[ET.Element, str]:
     case = ET.Element("testcase", classname="robustness.gates", name=_t(g.name))
     case.set("time", _time(_gate_time(g, res)))
     detail = g.detail or (
-        f"value {R.num(g.value)}, threshold {R.num(g.threshold)}, judged on {g.judge or 'n/a'}"
+        f"value {formatting.num(g.value)}, threshold {formatting.num(g.threshold)}, judged on {g.judge or 'n/a'}"
     )
     if g.passed:
         ET.SubElement(case, "system-out").text = _t(detail)
@@ -67,7 +68,9 @@ def _gate_case(g: Gate, res: AuditResults) -> tuple[ET.Element, str]:
         case,
         "failure",
         type="GateFailed",
-        message=_t(f"{g.name}: value {R.num(g.value)}, required {R.gate_symbol(g)} {R.num(g.threshold)}"),
+        message=_t(
+            f"{g.name}: value {formatting.num(g.value)}, required {report_results.gate_symbol(g)} {formatting.num(g.threshold)}"
+        ),
     )
     fail.text = _t(f"{detail}\nverdict: {res.verdict} - {res.verdict_reason or ''}")
     return case, "failure"
@@ -91,7 +94,7 @@ def _check_case(c: CheckOutcome) -> tuple[ET.Element, str]:
         )
         return case, "skipped"
     # "fail", or any status this renderer does not know: never shown as a pass.
-    why = R.CHECK_EXPLANATIONS.get(c.name, "")
+    why = c.explanation or ""
     fail = ET.SubElement(case, "failure", type="SanityCheckFailed", message=_t(f"{title} (status {status})"))
     fail.text = _t(
         f"{detail}\n{why}\nA failed sanity check makes the audit unreliable: the robust accuracy may be too high."

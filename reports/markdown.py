@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reports import as_results, renderer
-from reports import results as R
+from reports import results as report_results
+from robustness.core import formatting
 
 if TYPE_CHECKING:
     from robustness.core.schema import AuditResults, Gate, RobustRow
@@ -74,8 +75,8 @@ def _code(value: Any, *, table: bool = False) -> str:
 def _gate_line(g: Gate) -> str:
     mark = "✅" if g.passed else "❌"
     return (
-        f"{mark} {_text(g.kind.replace('_', ' '))} {R.gate_symbol(g)} {_text(R.num(g.threshold))} "
-        f"(value {_text(R.num(g.value))})"
+        f"{mark} {_text(g.kind.replace('_', ' '))} {report_results.gate_symbol(g)} {_text(formatting.num(g.threshold))} "
+        f"(value {_text(formatting.num(g.value))})"
     )
 
 
@@ -110,12 +111,12 @@ def to_markdown(results: AuditResults | dict[str, Any]) -> str:
     clean_gates = [g for g in results.gates if g.kind == "min_clean_accuracy"]
     cg = "<br>".join(_gate_line(g) for g in clean_gates) or "–"
     lines.append(
-        f"| 0 (clean) | {R.pct(clean.accuracy)} | {R.ci(clean.ci)} | "
+        f"| 0 (clean) | {formatting.pct(clean.accuracy)} | {formatting.ci(clean.ci)} | "
         f"{_text(_first(clean.correct))}/{_text(_first(clean.n))} | {cg} |"
     )
     for r in results.robust:
         lines.append(
-            f"| {R.eps_str(r.eps)} | {R.pct(r.accuracy)} | {R.ci(r.ci)} | "
+            f"| {formatting.eps_str(r.eps)} | {formatting.pct(r.accuracy)} | {formatting.ci(r.ci)} | "
             f"{_text(_first(r.n_robust))}/{_text(_first(r.n))} | {_gates_at(results, r)} |"
         )
     other = [g for g in results.gates if g.kind != "min_clean_accuracy" and results.row_at(g.eps) is None]
@@ -123,7 +124,7 @@ def to_markdown(results: AuditResults | dict[str, Any]) -> str:
         lines += ["", "| other gate | value | threshold | result |", "|:---|---:|---:|:---:|"]
         for g in other:
             lines.append(
-                f"| {_text(g.name)} | {_text(R.num(g.value))} | {_text(R.num(g.threshold))} | "
+                f"| {_text(g.name)} | {_text(formatting.num(g.value))} | {_text(formatting.num(g.threshold))} | "
                 f"{'✅ pass' if g.passed else '❌ fail'} |"
             )
     checks = results.sanity_checks
@@ -157,7 +158,7 @@ def to_markdown(results: AuditResults | dict[str, Any]) -> str:
         "",
         f"<sub>robustness-audit {_text(results.tool_version or '')}, {_text(results.created or '')}"
         + (f", {ran_on}" if ran_on else "")
-        + (f", {R.seconds(t)}" if t is not None else "")
+        + (f", {formatting.seconds(t)}" if t is not None else "")
         + "</sub>",
         "",
     ]

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reports import as_results, renderer
-from reports import results as R
+from reports import results as report_results
+from robustness.core import formatting
 
 if TYPE_CHECKING:
     from robustness.core.schema import AuditResults, CheckOutcome, SectionResult
@@ -380,17 +381,17 @@ def _verdict_page(w: _Writer, res: AuditResults) -> None:
     rows = [
         [
             "clean",
-            R.pct(clean.accuracy),
-            R.ci(clean.ci),
+            formatting.pct(clean.accuracy),
+            formatting.ci(clean.ci),
             f"{_or(clean.correct, '?')}/{_or(clean.n, '?')}",
         ]
     ]
     for r in res.robust:
         rows.append(
             [
-                f"robust, {_or(r.norm, _or(norm, ''))} eps {R.eps_str(r.eps)}",
-                R.pct(r.accuracy),
-                R.ci(r.ci),
+                f"robust, {_or(r.norm, _or(norm, ''))} eps {formatting.eps_str(r.eps)}",
+                formatting.pct(r.accuracy),
+                formatting.ci(r.ci),
                 f"{_or(r.n_robust, '')}/{_or(r.n, '')}",
             ]
         )
@@ -409,9 +410,9 @@ def _verdict_page(w: _Writer, res: AuditResults) -> None:
         for g in res.gates:
             grows.append(
                 [
-                    R.gate_label(g),
-                    R.num(g.value),
-                    f"{R.gate_symbol(g)} {R.num(g.threshold)}",
+                    report_results.gate_label(g),
+                    formatting.num(g.value),
+                    f"{report_results.gate_symbol(g)} {formatting.num(g.threshold)}",
                     {"ci_low": "CI low end", "point": "point estimate"}.get(g.judge, str(g.judge or "")),
                     "PASS" if g.passed else "FAIL",
                 ]
@@ -475,7 +476,7 @@ def _scope(w: _Writer, res: AuditResults) -> None:
         [
             ("data", data_text),
             ("norm", norm_text.get(norm, norm)),
-            ("eps grid", ", ".join(R.eps_str(e) for e in eps)),
+            ("eps grid", ", ".join(formatting.eps_str(e) for e in eps)),
             ("input bounds", str(bounds)),
             ("attacker", "white-box: knows the model and its gradients; untargeted (any wrong class counts)"),
         ]
@@ -545,11 +546,11 @@ def _clean(w: _Writer, res: AuditResults) -> None:
         [
             (
                 "accuracy",
-                f"{R.pct(c.accuracy, 2)}, 95% CI {R.ci(c.ci, 2)} ({_or(c.correct, '?')}/{_or(c.n, '?')})",
+                f"{formatting.pct(c.accuracy, 2)}, 95% CI {formatting.ci(c.ci, 2)} ({_or(c.correct, '?')}/{_or(c.n, '?')})",
             ),
             (
                 "macro precision / recall / F1",
-                f"{R.num(c.precision)} / {R.num(c.recall)} / {R.num(c.f1)}",
+                f"{formatting.num(c.precision)} / {formatting.num(c.recall)} / {formatting.num(c.f1)}",
             ),
         ],
         key_w=60,
@@ -565,11 +566,11 @@ def _robust(w: _Writer, res: AuditResults) -> None:
     w.image(figures.robust_curve(res), 150)
     rows = [
         [
-            R.eps_str(r.eps),
+            formatting.eps_str(r.eps),
             f"{_or(r.n_robust, '?')}/{_or(r.n, '?')}",
-            R.pct(r.accuracy),
-            R.ci(r.ci),
-            R.seconds(r.time_s),
+            formatting.pct(r.accuracy),
+            formatting.ci(r.ci),
+            formatting.seconds(r.time_s),
         ]
         for r in res.robust
     ]
@@ -585,16 +586,16 @@ def _robust(w: _Writer, res: AuditResults) -> None:
             rows.append(
                 [
                     name,
-                    R.pct(per_attack.get(name)),
+                    formatting.pct(per_attack.get(name)),
                     _count(c.n_attacked if c else None, plain=True),
                     _count(c.n_broken if c else None, plain=True),
-                    R.seconds(c.time_s) if c else "",
+                    formatting.seconds(c.time_s) if c else "",
                     _count(c.n_backward if c else None),
                     _count(c.n_forward if c else None),
                     _count(c.n_queries if c else None),
                 ]
             )
-        w.h3(f"eps {R.eps_str(r.eps)}")
+        w.h3(f"eps {formatting.eps_str(r.eps)}")
         w.table(
             [
                 "attack",
@@ -620,9 +621,9 @@ def _robust(w: _Writer, res: AuditResults) -> None:
         found = {k: v for k, v in (r.found_by_checks or {}).items() if v}
         if found:
             w.p(
-                f"At eps {R.eps_str(r.eps)} the sanity-check attacks broke {sum(found.values())} samples the audit's "
+                f"At eps {formatting.eps_str(r.eps)} the sanity-check attacks broke {sum(found.values())} samples the audit's "
                 f"attacks had left standing ({', '.join(f'{k}: {v}' for k, v in found.items())}); they count in the "
-                f"worst case above (the audit's attacks alone: {R.pct(r.accuracy_attacks_only)}).",
+                f"worst case above (the audit's attacks alone: {formatting.pct(r.accuracy_attacks_only)}).",
                 8.5,
                 "B",
                 colour=STATUS_COLOUR["waived"],
@@ -630,7 +631,13 @@ def _robust(w: _Writer, res: AuditResults) -> None:
     spent = res.timing.parts() if res.timing else []
     if spent:
         note = f" ({res.timing.note})" if res.timing.note is not None else ""
-        w.p("Where the time went: " + ", ".join(f"{k} {R.seconds(v)}" for k, v in spent) + note + ".", 8.5)
+        w.p(
+            "Where the time went: "
+            + ", ".join(f"{k} {formatting.seconds(v)}" for k, v in spent)
+            + note
+            + ".",
+            8.5,
+        )
 
 
 def _count(v: int | None, *, plain: bool = False) -> str:
@@ -656,7 +663,7 @@ def _examples(w: _Writer, res: AuditResults, source: Path | None) -> None:
     from reports import figures
 
     w.h1("Adversarial examples")
-    ex = R.load_examples(res, source)
+    ex = report_results.load_examples(res, source)
     if ex is None:
         name = (res.files or {}).get("examples") or "examples.npz"
         w.p(
@@ -702,13 +709,13 @@ def _check_entry(w: _Writer, c: CheckOutcome) -> None:
     status = c.status
     d.set_font("Sans", "B", 9.5)
     d.set_text_color(*STATUS_COLOUR.get(status, (0, 0, 0)))
-    d.cell(22, 5.5, R.STATUS_LABEL.get(status, status.upper()))
+    d.cell(22, 5.5, report_results.STATUS_LABEL.get(status, status.upper()))
     d.set_text_color(0, 0, 0)
     d.multi_cell(0, 5.5, c.title or c.name, align="L", new_x="LMARGIN", new_y="NEXT")
     d.set_x(d.l_margin + 22)
     d.set_font("Sans", "", 8.5)
     body = c.detail or ""
-    why = R.CHECK_EXPLANATIONS.get(c.name)
+    why = c.explanation
     if why:
         body += f"\nWhy it matters: {why}"
     if c.waiver:

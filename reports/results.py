@@ -1,5 +1,5 @@
-"""What the renderers share: reading results (re-exported from the one loader), the plain-language
-meaning of each sanity check, gate labels, the companion files, and number formatting.
+"""What the renderers share: reading results (re-exported from the one loader), gate labels, the
+companion files, and number formatting. A check's title and explanation are in its outcome.
 
 Renderers take the typed result (:class:`robustness.core.schema.AuditResults`) and never
 recompute a number; loading, the version check, the migration of older files and the refusal of
@@ -12,46 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from robustness.core.formatting import ci, eps_str, num, pct, seconds  # noqa: F401 - the renderers' R.pct
+from robustness.core.formatting import ci, eps_str, num, pct, seconds  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:
     from robustness.core.schema import AuditResults, Gate
 
-
-# Plain-language meaning of each sanity check, for readers who are not attack specialists.
-CHECK_EXPLANATIONS = {
-    "iterative_beats_single_step": (
-        "A many-step attack should find at least every weakness a one-step attack finds. If it does not, "
-        "the gradients are misleading it (gradient masking) and the robust accuracy is over-stated."
-    ),
-    "monotonic_in_eps": (
-        "A bigger perturbation budget gives the attacker more room, so robust accuracy can only fall as "
-        "eps grows. A rise means an attack failed to find examples it provably could."
-    ),
-    "large_eps_breaks_all": (
-        "With a budget large enough to erase the image, any model should be fooled. Accuracy well above "
-        "zero there means the attack, not the model, is the limit."
-    ),
-    "black_box_not_stronger": (
-        "Attacks that do not use gradients (random search, Square) should not break samples the "
-        "gradient attacks left standing. If they do, the gradients are masked."
-    ),
-    "more_iterations_no_gain": (
-        "Running the attack longer or restarting it should not lower robust accuracy much. If it does, "
-        "the reported attack had not converged and the number is too optimistic."
-    ),
-    "gradients_nonzero": (
-        "Gradient attacks need finite, non-zero input gradients. Zero or NaN gradients make them "
-        "silently fail while the model is not robust at all."
-    ),
-    "deterministic_forward": (
-        "A randomised forward pass makes single gradient samples noisy; such models must be attacked "
-        "with expectation over transformation (EOT)."
-    ),
-    "outputs_logits": (
-        "Probabilities saturate, so their gradients vanish and attacks weaken. Audits must attack logits."
-    ),
-}
 
 STATUS_LABEL = {"pass": "PASS", "fail": "FAIL", "skip": "SKIPPED", "waived": "WAIVED"}
 

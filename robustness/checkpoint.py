@@ -27,7 +27,7 @@ from robustness.core.io import atomic_write_bytes, atomic_write_json
 
 FOLDER = ".checkpoint"
 FORMAT_VERSION = 1
-# The arrays of one attack batch (see ``AuditRunner._attack_batch``); n = samples in the batch.
+# The arrays of one attack batch (see ``robustness.audit.stages.Stages``); n = samples in the batch.
 BATCH_ARRAYS = ("idx", "success", "adv_pred", "pnorm", "x_adv", "cost", "time_s")
 
 

@@ -45,11 +45,11 @@ from pydantic import (
     Field,
     StrictInt,
     ValidationError,
+    create_model,
     field_validator,
 )
 
 from robustness.core.errors import ConfigError
-from robustness.watermark.section import WatermarkConfig
 
 if TYPE_CHECKING:
     from robustness.core.schema import AuditResults
@@ -121,17 +121,34 @@ class _PresetAttacks(Mapping[str, list[dict[str, Any]]]):
 PRESET_ATTACKS: Mapping[str, list[dict[str, Any]]] = _PresetAttacks()
 EOT_SAMPLES_THOROUGH = 10
 
-# The sanity checks, in their documented order (a)..(h): stable names (used by waivers) and titles.
-CHECKS: dict[str, str] = {
-    "iterative_beats_single_step": "Iterative attacks are not weaker than single-step ones",
-    "monotonic_in_eps": "Robust accuracy does not rise with eps",
-    "large_eps_breaks_all": "At a very large eps, accuracy falls to about zero",
-    "black_box_not_stronger": "Black-box and random-noise attacks do not beat the white-box attacks",
-    "more_iterations_no_gain": "More iterations and restarts do not lower robust accuracy",
-    "gradients_nonzero": "Input gradients are finite and non-zero",
-    "deterministic_forward": "The forward pass is deterministic",
-    "outputs_logits": "The model returns logits, not probabilities",
-}
+
+class _Checks(Mapping[str, str]):
+    """name -> title of every registered sanity check, in the documented order: the waiver names.
+
+    Derived from the check registry (one file per check in ``robustness/audit/checks/``) on
+    each look-up, so a check registered later (a plug-in) is known too.
+    """
+
+    def _titles(self) -> dict[str, str]:
+        from robustness.audit.check import check_titles
+
+        return check_titles()
+
+    def __getitem__(self, name: str) -> str:
+        return self._titles()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._titles())
+
+    def __len__(self) -> int:
+        return len(self._titles())
+
+
+CHECKS: Mapping[str, str] = _Checks()
+
+
+def _waive_schema(schema: dict[str, Any]) -> None:
+    schema["propertyNames"] = {"enum": list(CHECKS)}  # the checks registered now
 
 
 class _Section(BaseModel):
@@ -229,7 +246,9 @@ class SanityChecksSection(_Section):
     reason: str | None = Field(
         None, description="why the checks are disabled (required when enabled is false)"
     )
-    waive: dict[str, str] = Field(default_factory=dict, description="check name -> written reason")
+    waive: dict[str, str] = Field(
+        default_factory=dict, description="check name -> written reason", json_schema_extra=_waive_schema
+    )
     sample_size: Annotated[int, Field(gt=0)] = Field(64, description="samples for the sampled checks")
     tolerance: Annotated[float, Field(ge=0.0, le=0.5)] = Field(
         0.02, description="fraction of the tested samples a check attack may break beyond the audit"
@@ -244,10 +263,11 @@ class SanityChecksSection(_Section):
     @classmethod
     def _reasons(cls, v: dict[str, str]) -> dict[str, str]:
         for name, reason in v.items():
-            if name not in CHECKS:
-                close = difflib.get_close_matches(name, list(CHECKS), n=1)
+            known = list(CHECKS)
+            if name not in known:
+                close = difflib.get_close_matches(name, known, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ValueError(f"unknown check {name!r}{hint}; checks are: {', '.join(CHECKS)}")
+                raise ValueError(f"unknown check {name!r}{hint}; checks are: {', '.join(known)}")
             if not isinstance(reason, str) or len(reason.strip()) < 3:
                 raise ValueError(
                     f'waiving {name!r} needs a written reason, e.g. {name}: "why it does not apply"'
@@ -302,13 +322,31 @@ class AuditConfig(_Section):
         description="CPU threads for the model (auto: 1 for a model whose batch pass is tiny, else the free "
         "cores; more threads than that only spin against other jobs on a shared runner)",
     )
-    watermark: WatermarkConfig | None = Field(
-        None, description="verify a trigger-set watermark and test whether it survives removal attacks"
-    )
 
     @property
     def data_seed(self) -> int:
         return self.seed if self.data.seed is None else self.data.seed
+
+
+_CONFIG_MODELS: dict[tuple[tuple[str, int], ...], type[AuditConfig]] = {}
+
+
+def config_model() -> type[AuditConfig]:
+    """:class:`AuditConfig` with one optional block per registered audit section (``watermark:``),
+    each validated by the section's own config model (see :mod:`robustness.audit.section`)."""
+    from robustness.audit.section import AUDIT_SECTIONS
+
+    sections = AUDIT_SECTIONS.items()
+    key = tuple((name, id(cls.config)) for name, cls in sections.items())
+    if key not in _CONFIG_MODELS:
+        fields: dict[str, Any] = {
+            name: (cls.config | None, Field(None, description=cls.description))
+            for name, cls in sections.items()
+        }
+        _CONFIG_MODELS[key] = create_model(
+            "AuditConfig", __base__=AuditConfig, __module__=__name__, __doc__=AuditConfig.__doc__, **fields
+        )
+    return _CONFIG_MODELS[key]
 
 
 # ---------------------------------------------------------------------------------------
@@ -342,7 +380,7 @@ def _model_in(ann: Any) -> Any:
 
 
 def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
-    model: Any = AuditConfig
+    model: Any = config_model()
     for part in loc[:-1]:
         field = model.model_fields.get(part) if isinstance(part, str) else None
         if field is not None:
@@ -584,7 +622,7 @@ def parse_config(data: dict[str, Any] | AuditConfig) -> AuditConfig:
     if isinstance(data, AuditConfig):
         return data
     try:
-        return AuditConfig.model_validate(data)
+        return config_model().model_validate(data)
     except ValidationError as exc:
         raise _explain(exc) from None
 
@@ -667,10 +705,12 @@ def check_config(cfg: AuditConfig) -> list[AttackSpec]:
 
     Attack names must be registered (or ``art:``), their parameters known and of the right
     type, their norm supported; bounds, mean and std usable; gate eps must be in the grid; the
-    baseline must exist and be readable, the watermark key must exist. No file of the model or
+    baseline must exist and be readable, and each audit section checks its block (the watermark
+    key must exist). No file of the model or
     data is opened here (see :func:`check_inputs`), so this also holds for model objects.
     """
     from attacks.registry import available, get_attack
+    from robustness.audit.section import AUDIT_SECTIONS, section_blocks
     from robustness.core.errors import RobustnessError
     from robustness.core.threat import check_eps
 
@@ -748,9 +788,8 @@ def check_config(cfg: AuditConfig) -> list[AttackSpec]:
         from robustness.gates import check_baseline
 
         check_baseline(cfg)  # readable, same norm, possible numbers; the budget under strict_budget
-    if cfg.watermark is not None:
-        # Checked now, not when the watermark test runs after every attack.
-        _check_file(cfg.watermark.key, "watermark.key", "watermark key file")
+    for name, block in section_blocks(cfg).items():
+        AUDIT_SECTIONS.get(name).check_config(block, cfg)
     if not cfg.sanity_checks.enabled and not (cfg.sanity_checks.reason or "").strip():
         raise ConfigError(
             "disabling the sanity checks needs a written reason",
@@ -783,7 +822,7 @@ def _check_normalisation(m: ModelSection) -> None:
         )
 
 
-def _check_file(path: str, field: str, what: str) -> Path:
+def check_file(path: str, field: str, what: str) -> Path:
     """``path`` exists and is a file (not a folder)."""
     p = Path(path)
     if not p.exists():
@@ -805,17 +844,14 @@ def check_inputs(cfg: AuditConfig, *, model: bool = True, data: bool = True) -> 
     (``run_audit(config, model=module)``). With :func:`check_config` this is ``robustness validate``.
     """
     if model:
-        _check_model_spec(
-            cfg.model.spec, cfg.model.weights, field="model.spec", weights_field="model.weights"
-        )
+        check_model_spec(cfg.model.spec, cfg.model.weights, field="model.spec", weights_field="model.weights")
     if data:
-        _check_data_spec(cfg.data.spec, "data.spec", n_examples=cfg.data.n_examples, bounds=cfg.model.bounds)
+        check_data_spec(cfg.data.spec, "data.spec", n_examples=cfg.data.n_examples, bounds=cfg.model.bounds)
     _check_device(cfg.model.device)
-    if cfg.watermark is not None:
-        for i, spec in enumerate(cfg.watermark.reference_models):
-            _check_model_spec(spec, None, field=f"watermark.reference_models.{i}")
-        if cfg.watermark.attack_data is not None:
-            _check_data_spec(cfg.watermark.attack_data, "watermark.attack_data")
+    from robustness.audit.section import AUDIT_SECTIONS, section_blocks
+
+    for name, block in section_blocks(cfg).items():
+        AUDIT_SECTIONS.get(name).check_inputs(block, cfg)
     check_output_dir(cfg.output.dir)
 
 
@@ -823,7 +859,7 @@ def _as_config_error(exc: Any, field: str) -> ConfigError:
     return ConfigError(exc.message, field=field, fix=exc.fix)
 
 
-def _check_model_spec(spec: str, weights: str | None, *, field: str, weights_field: str = "") -> None:
+def check_model_spec(spec: str, weights: str | None, *, field: str, weights_field: str = "") -> None:
     """The model spec's kind as ``robustness.core.model.load_model`` tells it, and its files; no code
     from a model file or folder runs (a factory named in the config is imported, not called)."""
     from robustness.core.errors import RobustnessError
@@ -846,14 +882,14 @@ def _check_model_spec(spec: str, weights: str | None, *, field: str, weights_fie
             no_weights("a zoo model")
         elif path.is_dir():
             no_weights("a model folder")
-            _check_file(str(path / MODEL_CARD), field, f"model folder's {MODEL_CARD}")
+            check_file(str(path / MODEL_CARD), field, f"model folder's {MODEL_CARD}")
         elif path.suffix in MODEL_SUFFIXES or path.exists():
-            _check_file(spec, field, "model file")
+            check_file(spec, field, "model file")
             no_weights("a model file")
         elif ":" in spec:
             import_object(spec, field=field)
             if weights:
-                _check_file(weights, weights_field, "weights file")
+                check_file(weights, weights_field, "weights file")
         else:
             raise ConfigError(
                 f"cannot tell what kind of model {spec!r} is (not a zoo name, an existing file or "
@@ -873,7 +909,7 @@ def _spec_path(spec: str, field: str) -> Path:
     return Path(spec)
 
 
-def _check_data_spec(
+def check_data_spec(
     spec: str, field: str, *, n_examples: int | None = None, bounds: tuple[float, float] | None = None
 ) -> None:
     """The data spec's kind as ``robustness.core.data.load_data`` tells it, its file, and the sample count."""
@@ -889,7 +925,7 @@ def _check_data_spec(
             load_data(spec, n_examples=n_examples, bounds=bounds)  # bundled and small: loading is the check
             return
         if path.suffix == ".npz" or path.exists():
-            n = _npz_length(_check_file(spec, field, "data file"), field)
+            n = _npz_length(check_file(spec, field, "data file"), field)
             if n_examples is not None and n is not None and n_examples > n:
                 raise ConfigError(
                     f"n_examples is {n_examples} but {spec} has only {n} samples",
@@ -1028,4 +1064,4 @@ def load_baseline(path: str | Path, norm: str) -> AuditResults:
 
 def json_schema() -> dict[str, Any]:
     """The JSON schema of the config file."""
-    return AuditConfig.model_json_schema()
+    return config_model().model_json_schema()

@@ -83,7 +83,7 @@ def check_baseline(
     return base, diffs or []
 
 
-def _gate(
+def gate(
     name: str,
     kind: str,
     eps: float | None,
@@ -115,13 +115,11 @@ def evaluate_gates(
     clean: dict[str, Any],
     robust: list[dict[str, Any]],
     data_sha256: str | None = None,
-    watermark: dict[str, Any] | None = None,
     attacks: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """One entry per gate: name, kind, eps, passed, value, comparator, threshold, judge, detail.
 
-    ``watermark_verified`` is added whenever the audit verified a watermark: an audit that
-    was asked to check ownership fails when ownership cannot be shown. ``attacks`` (the
+    The audit sections add their own gates after these (``AuditSection.gates``). ``attacks`` (the
     attacks as results.json records them) are what the baseline's budget is compared with;
     by default the config's.
     """
@@ -132,7 +130,7 @@ def evaluate_gates(
         v = _judged(clean, g.judge)
         ok = v >= g.min_clean_accuracy
         out.append(
-            _gate(
+            gate(
                 "min_clean_accuracy",
                 "min_clean_accuracy",
                 None,
@@ -151,7 +149,7 @@ def evaluate_gates(
         v = _judged(entry, g.judge)
         ok = v >= thr
         out.append(
-            _gate(
+            gate(
                 f"min_robust_accuracy@{e:g}",
                 "min_robust_accuracy",
                 e,
@@ -183,7 +181,7 @@ def evaluate_gates(
             b = find_eps(e, list(base_by_eps))
             if b is None or base_by_eps[b].accuracy is None:
                 out.append(
-                    _gate(
+                    gate(
                         f"max_drop@{e:g}",
                         "max_drop",
                         e,
@@ -200,7 +198,7 @@ def evaluate_gates(
             drop = base_acc - float(by_eps[e]["accuracy"])
             ok = drop <= limit + 1e-12
             out.append(
-                _gate(
+                gate(
                     f"max_drop@{e:g}",
                     "max_drop",
                     e,
@@ -215,20 +213,4 @@ def evaluate_gates(
                     baseline_accuracy=base_acc,
                 )
             )
-    if watermark is not None:
-        out.append(
-            _gate(
-                "watermark_verified",
-                "watermark_verified",
-                None,
-                bool(watermark["verified"]),
-                watermark["p_value"],
-                "<=",
-                watermark["alpha"],
-                "p_value <= alpha",
-                f"trigger matches k={watermark['k']}/{watermark['K']}, p0={watermark['p0']:.3f} "
-                f"({watermark.get('p0_method', 'p0')}), p-value {watermark['p_value']:.2g} "
-                f"{'<=' if watermark['verified'] else '>'} alpha {watermark['alpha']:g}",
-            )
-        )
     return out

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
+from torch.nn import functional
 
 from defenses.objective import HyperParameter, Objective, register_objective
 
@@ -40,7 +40,7 @@ class DistillationTeacher(Objective):
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.model(x)
-        return F.cross_entropy(logits.float() / float(self.params["temperature"]), y), logits
+        return functional.cross_entropy(logits.float() / float(self.params["temperature"]), y), logits
 
 
 @register_objective
@@ -58,9 +58,9 @@ class Distillation(Objective):
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         t = float(self.params["temperature"])
         with torch.no_grad(), self.teacher.evaluating(freeze=True):
-            soft = F.softmax(self.teacher(x).float() / t, dim=1)
+            soft = functional.softmax(self.teacher(x).float() / t, dim=1)
         logits = self.model(x)
-        return -(soft * F.log_softmax(logits.float() / t, dim=1)).sum(dim=1).mean(), logits
+        return -(soft * functional.log_softmax(logits.float() / t, dim=1)).sum(dim=1).mean(), logits
 
     def card(self) -> dict[str, Any]:
         return {**super().card(), "deployed_temperature": 1.0, "teacher": "teacher/", "warning": WARNING}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
+from torch.nn import functional
 
 from defenses.objective import HyperParameter, Objective, register_objective
 
@@ -52,7 +52,7 @@ class PGDAT(Objective):
             self.model, x, y, eps=c.eps, norm=c.norm, generator=self.generator, eval_mode=c.attack_eval_mode
         )
         logits = self.model(x_adv)
-        return F.cross_entropy(logits.float(), y), logits
+        return functional.cross_entropy(logits.float(), y), logits
 
     def card(self) -> dict[str, Any]:
         return {**super().card(), "inner_attack": {"attack": "pgd", **self.attack.params}}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+from torch.nn import functional
 
 from defenses.objective import Objective, register_objective
 
@@ -15,4 +15,4 @@ class Standard(Objective):
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.model(x)
-        return F.cross_entropy(logits.float(), y), logits
+        return functional.cross_entropy(logits.float(), y), logits

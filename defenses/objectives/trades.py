@@ -13,7 +13,7 @@ import contextlib
 from typing import Any
 
 import torch
-import torch.nn.functional as F
+from torch.nn import functional
 
 from attacks.steps import ascent_direction
 from defenses.objective import HyperParameter, Objective, register_objective
@@ -24,7 +24,9 @@ from robustness.core.threat import clip_to_ball_and_bounds
 
 def kl_to_clean(logits_adv: torch.Tensor, p_clean: torch.Tensor) -> torch.Tensor:
     """Per-sample KL(p_clean || softmax(logits_adv))."""
-    return F.kl_div(F.log_softmax(logits_adv.float(), dim=1), p_clean, reduction="none").sum(dim=1)
+    return functional.kl_div(
+        functional.log_softmax(logits_adv.float(), dim=1), p_clean, reduction="none"
+    ).sum(dim=1)
 
 
 def maximise_kl(
@@ -42,7 +44,7 @@ def maximise_kl(
     guard = model.evaluating(freeze=True) if eval_mode else contextlib.nullcontext()
     with guard, torch.enable_grad():
         with torch.no_grad():
-            p_clean = F.softmax(model(x).float(), dim=1)
+            p_clean = functional.softmax(model(x).float(), dim=1)
         noise = torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
         x_adv = clip_to_ball_and_bounds(x + 0.001 * noise, x, norm, eps, model.bounds).detach()
         for _ in range(steps):
@@ -79,8 +81,8 @@ class TRADES(Objective):
         )
         # Two forward passes, as in the paper: batch-norm sees clean and adversarial batches apart.
         clean, adv = self.model(x), self.model(x_adv)
-        robust = kl_to_clean(adv, F.softmax(clean.float(), dim=1)).mean()
-        return F.cross_entropy(clean.float(), y) + float(self.params["beta"]) * robust, clean
+        robust = kl_to_clean(adv, functional.softmax(clean.float(), dim=1)).mean()
+        return functional.cross_entropy(clean.float(), y) + float(self.params["beta"]) * robust, clean
 
     def card(self) -> dict[str, Any]:
         return {

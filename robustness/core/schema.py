@@ -247,6 +247,7 @@ class CheckOutcome(Record):
 
     name: str
     title: str | None = None
+    explanation: str | None = Field(None, description="why the check matters, in plain language")
     status: CheckStatus
     detail: str | None = None
     waiver: str | None = None
@@ -478,8 +479,55 @@ def gate_fields_from_name(gate: dict[str, Any]) -> dict[str, Any]:
     return {"kind": kind, "eps": eps, "comparator": "<=" if upper else ">="}
 
 
+# What each sanity check of robustness-audit 0.1.0 means, as its reports explained it: a results
+# file of schema 1.0 carries only the titles. (Checks now declare their own explanation, and the
+# runner writes it into every check outcome.)
+CHECK_EXPLANATIONS_1_0 = {
+    "iterative_beats_single_step": (
+        "A many-step attack should find at least every weakness a one-step attack finds. If it does not, "
+        "the gradients are misleading it (gradient masking) and the robust accuracy is over-stated."
+    ),
+    "monotonic_in_eps": (
+        "A bigger perturbation budget gives the attacker more room, so robust accuracy can only fall as "
+        "eps grows. A rise means an attack failed to find examples it provably could."
+    ),
+    "large_eps_breaks_all": (
+        "With a budget large enough to erase the image, any model should be fooled. Accuracy well above "
+        "zero there means the attack, not the model, is the limit."
+    ),
+    "black_box_not_stronger": (
+        "Attacks that do not use gradients (random search, Square) should not break samples the "
+        "gradient attacks left standing. If they do, the gradients are masked."
+    ),
+    "more_iterations_no_gain": (
+        "Running the attack longer or restarting it should not lower robust accuracy much. If it does, "
+        "the reported attack had not converged and the number is too optimistic."
+    ),
+    "gradients_nonzero": (
+        "Gradient attacks need finite, non-zero input gradients. Zero or NaN gradients make them "
+        "silently fail while the model is not robust at all."
+    ),
+    "deterministic_forward": (
+        "A randomised forward pass makes single gradient samples noisy; such models must be attacked "
+        "with expectation over transformation (EOT)."
+    ),
+    "outputs_logits": (
+        "Probabilities saturate, so their gradients vanish and attacks weaken. Audits must attack logits."
+    ),
+}
+
+
 def _from_1_0(data: dict[str, Any]) -> dict[str, Any]:
-    """1.0 -> 1.1: every gate carries its kind, eps and comparator."""
+    """1.0 -> 1.1: every gate carries its kind, eps and comparator; every check of a known name
+    its explanation."""
+    checks = data.get("sanity_checks")
+    if isinstance(checks, list):
+        data["sanity_checks"] = [
+            {**c, "explanation": CHECK_EXPLANATIONS_1_0[c["name"]]}
+            if isinstance(c, dict) and c.get("name") in CHECK_EXPLANATIONS_1_0 and "explanation" not in c
+            else c
+            for c in checks
+        ]
     gates = data.get("gates")
     if isinstance(gates, list):
         data["gates"] = [

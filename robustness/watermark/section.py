@@ -1,9 +1,10 @@
-"""The audit's ``watermark`` section: its config block, the survival table, and its results.
+"""The audit's watermark section: its config block, the survival table, and its results.
 
 ``watermark:`` in an audit config (:class:`WatermarkConfig`) names a key; the audit verifies the
 model against it (:func:`defenses.watermark.verify`) and derives each removal surrogate
 (:mod:`robustness.watermark.removal`) to verify it again (:func:`survival_table`).
-:func:`watermark_section` is the ``watermark`` key of ``results.json``.
+:func:`watermark_section` is the ``watermark`` key of ``results.json``. The audit runs it as a
+section plug-in, :mod:`robustness.audit.sections.watermark`, which also adds its gate.
 
 Reading the config block imports no torch: the defenses are imported when the section runs.
 """

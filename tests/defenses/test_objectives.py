@@ -11,7 +11,7 @@ import json
 
 import pytest
 import torch
-import torch.nn.functional as F
+from torch.nn import functional
 
 from defenses import objective
 from defenses.config import HYPERPARAMETER_FIELDS, TRAINER_OPTIONS, TrainConfig
@@ -55,7 +55,7 @@ def register_toy() -> type[Objective]:
 
         def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             logits = self.model(x)
-            loss = F.cross_entropy(
+            loss = functional.cross_entropy(
                 logits.float(),
                 y,
                 label_smoothing=float(self.params["smoothing"]),

@@ -101,10 +101,10 @@ def page_of(pages: list[list[tuple[float, str]]], text: str) -> set[int]:
 
 def assert_short_tables_whole(pages: list[list[tuple[float, str]]], results: dict) -> None:
     """The report's short tables (at most ten rows) each lie on one page with their header."""
-    gate_rows = [pdf.R.gate_label(g) for g in as_results(results).gates]
+    gate_rows = [pdf.report_results.gate_label(g) for g in as_results(results).gates]
     tables = {
         "headline": ["95% CI (exact)", "clean"]
-        + [f"robust, linf eps {pdf.R.eps_str(r['eps'])}" for r in results["robust"]],
+        + [f"robust, linf eps {pdf.formatting.eps_str(r['eps'])}" for r in results["robust"]],
         "gates": ["judged on", *gate_rows],
         "robust": ["robust accuracy", *[f"{r['n_robust']}/{r['n']}" for r in results["robust"]]],
         "attacks": ["parameters", *[a["name"] for a in results["attacks"]]],
@@ -116,7 +116,7 @@ def assert_short_tables_whole(pages: list[list[tuple[float, str]]], results: dic
         assert common, f"the {name} table is split across pages: {dict(zip(cells, where))}"
     # Each per-attack table lies under its eps label, on the label's page.
     for r in results["robust"]:
-        label = f"eps {pdf.R.eps_str(r['eps'])}"
+        label = f"eps {pdf.formatting.eps_str(r['eps'])}"
         (p,) = page_of(pages, label)
         items = pages[p - 1]
         below = [t for y, t in items if y < next(y for y, t in items if t == label)]
@@ -164,7 +164,7 @@ def test_many_gates_and_checks_push_later_headings_down(results, monkeypatch):
     headings = record_headings(monkeypatch)
     pages = page_items(pdf.render_pdf_bytes(res, DATA))
     assert_no_heading_at_foot(pages, headings)
-    gate_pages = [page_of(pages, pdf.R.gate_label(g)) for g in as_results(res).gates]
+    gate_pages = [page_of(pages, pdf.report_results.gate_label(g)) for g in as_results(res).gates]
     assert all(gate_pages)  # 13 rows: long enough to split, but every row is drawn
 
 

@@ -18,6 +18,7 @@ import pytest
 from reports import as_results, markdown, pdf
 from robustness.core.errors import UsageError
 from robustness.core.schema import (
+    CHECK_EXPLANATIONS_1_0,
     RESULT_SECTIONS,
     SCHEMA_VERSION,
     AuditResults,
@@ -54,12 +55,17 @@ def test_a_0_1_0_file_is_migrated_on_reading(old_raw):
         ("min_robust_accuracy", 0.1, ">=", 0.25),
         ("min_robust_accuracy", 0.2, ">=", 0.1),
     ]
-    # Nothing else changes: the migrated file is the old one plus the explicit gate fields.
+    # Every check of a known name gains the explanation 0.1.0's reports printed for it.
+    assert all(c.explanation == CHECK_EXPLANATIONS_1_0[c.name] for c in res.sanity_checks)
+    # Nothing else changes: the migrated file is the old one plus the explicit gate fields and
+    # the check explanations.
     migrated = res.to_dict()
     assert list(migrated) == list(old_raw)
-    assert {k for k in migrated if migrated[k] != old_raw[k]} == {"schema_version", "gates"}
+    assert {k for k in migrated if migrated[k] != old_raw[k]} == {"schema_version", "gates", "sanity_checks"}
     for old_gate, new_gate in zip(old_raw["gates"], migrated["gates"]):
         assert {k: v for k, v in new_gate.items() if k in old_gate} == old_gate
+    for old_check, new_check in zip(old_raw["sanity_checks"], migrated["sanity_checks"]):
+        assert {k: v for k, v in new_check.items() if k != "explanation"} == old_check
     # Reading never rewrites the file.
     assert json.loads(OLD.read_text()) == old_raw
 

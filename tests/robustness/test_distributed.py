@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from robustness.core import distributed as D
+from robustness.core import distributed
 from robustness.core.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,9 +31,9 @@ from pathlib import Path
 import torch
 
 mode, out = sys.argv[1], Path(sys.argv[2])
-from robustness.core import distributed as D
+from robustness.core import distributed
 
-ctx = D.init_from_env("cpu")
+ctx = distributed.init_from_env("cpu")
 rank = ctx.rank
 
 if mode == "helpers":
@@ -50,10 +50,10 @@ if mode == "helpers":
     }
     try:
         def fail():
-            raise D.UsageError("rank 0 refused", field="output", fix="x")
+            raise distributed.UsageError("rank 0 refused", field="output", fix="x")
         ctx.main_only(fail)
         res["raised"] = None
-    except D.UsageError as exc:
+    except distributed.UsageError as exc:
         res["raised"] = [type(exc).__name__, exc.field]
     (out / f"rank{rank}.json").write_text(json.dumps(res))
 
@@ -69,7 +69,7 @@ elif mode == "train":
     cfg = TrainConfig(method=method, epochs=epochs, batch_size=64, seed=0, val_fraction=0.0, **extra)
     if stop:
         # Simulate a kill right after the checkpoint of epoch `stop`, on every rank.
-        save, gather = checkpoint.save, D.DistContext.all_gather_object
+        save, gather = checkpoint.save, distributed.DistContext.all_gather_object
 
         def save_then_die(folder_, state):
             save(folder_, state)
@@ -85,7 +85,7 @@ elif mode == "train":
             return got
 
         checkpoint.save = save_then_die
-        D.DistContext.all_gather_object = gather_then_die
+        distributed.DistContext.all_gather_object = gather_then_die
     trainer = Trainer(DigitsCNN(), cfg, architecture={"factory": "zoo:digits-cnn"}, device="cpu", verbose=False)
     result = trainer.fit(data, output=folder if folder != "-" else None, resume=bool(int(sys.argv[7])))
     torch.save(
@@ -114,7 +114,7 @@ elif mode == "attack":
         ],
         out / f"rank{rank}.pt",
     )
-D.finish(0)
+distributed.finish(0)
 """
 
 
@@ -175,25 +175,25 @@ def test_single_process_sets_nothing_up(monkeypatch):
     for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(k, raising=False)
     threads = torch.get_num_threads()
-    ctx = D.init_from_env("cpu")
-    assert ctx is D.SINGLE and not ctx.enabled and ctx.is_main
+    ctx = distributed.init_from_env("cpu")
+    assert ctx is distributed.SINGLE and not ctx.enabled and ctx.is_main
     assert not torch.distributed.is_initialized()
     assert torch.get_num_threads() == threads
     assert ctx.shard(5) == [0, 1, 2, 3, 4]
     assert ctx.sum_counts([3, 4]) == [3, 4]
     assert ctx.main_only(lambda: 7) == 7
-    assert D.finish(3) == 3
+    assert distributed.finish(3) == 3
     monkeypatch.setenv("WORLD_SIZE", "1")
-    assert D.init_from_env() is D.SINGLE
+    assert distributed.init_from_env() is distributed.SINGLE
 
 
 def test_sharding_has_no_padding_and_no_repeats():
     for world in (2, 3, 4):
-        parts = [D.DistContext(rank=r, world_size=world).shard(10) for r in range(world)]
+        parts = [distributed.DistContext(rank=r, world_size=world).shard(10) for r in range(world)]
         flat = sorted(i for p in parts for i in p)
         assert flat == list(range(10))  # every sample once: no DistributedSampler-style padding
         assert [len(p) for p in parts] == [len(range(r, 10, world)) for r in range(world)]
-    ctx = D.DistContext(rank=1, world_size=3)
+    ctx = distributed.DistContext(rank=1, world_size=3)
     assert [b for b in range(7) if ctx.owns(b)] == [1, 4]
 
 
@@ -202,7 +202,7 @@ def test_world_size_without_rendezvous_is_a_usage_error(monkeypatch):
     monkeypatch.delenv("MASTER_ADDR", raising=False)
     monkeypatch.delenv("MASTER_PORT", raising=False)
     with pytest.raises(UsageError, match="MASTER_ADDR"):
-        D.init_from_env("cpu")
+        distributed.init_from_env("cpu")
     assert not torch.distributed.is_initialized()
 
 

@@ -1,0 +1,603 @@
+"""The audit runner: config in, schema-versioned results out.
+
+For each eps (ascending), for each configured attack in order: attack the samples still robust
+and fold what it broke into the per-sample ledger (:mod:`robustness.audit.ledger`). A sample
+broken at a smaller eps stays broken (its adversarial example is valid at every larger eps), so
+robust accuracy can never rise with eps, and each sample's result is the worst case over the
+attacks. Every attack runs as a checkpointed stage (:mod:`robustness.audit.stages`): an
+interrupted audit resumes where it stopped and ends with the same numbers.
+
+The sanity checks (:mod:`robustness.audit.check`, one file each in ``checks/``) use real
+measurements: the model checks run first; the attack checks run real attacks at each eps after
+the audit's own and once after the eps loop. Adversarial examples a check attack finds are real:
+they are folded into the ledger (``broken_by: "check:..."``), so the reported robust accuracy is
+never higher than what any attack of the run found.
+
+Under ``torchrun`` (see :mod:`robustness.core.distributed`) the batches of each stage are shared out
+(rank ``r`` runs batches ``r, r + world, ...``, each with its own position-derived seed) and every
+rank gathers all outcomes before the next stage, so every rank follows the same path and the
+numbers equal a single process's. Rank 0 alone reads and writes the checkpoint's shared records
+and the outputs; each rank checkpoints the batches it ran, so a rerun resumes on every rank.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from robustness import __version__
+from robustness.audit.check import CheckResult, EpsStep, SanityCheck, checks_in_order
+from robustness.audit.ledger import Ledger
+from robustness.audit.stages import StageOutcome, Stages
+from robustness.checkpoint import Checkpoint, derive_seed
+from robustness.config import (
+    EOT_SAMPLES_THOROUGH,
+    AttackSpec,
+    AuditConfig,
+    apply_overrides,
+    check_config,
+    check_inputs,
+    load_config,
+)
+from robustness.core.data import check_labels_fit_model
+from robustness.core.distributed import DistContext, current
+from robustness.core.runlock import RunLock
+from robustness.core.threads import apply_threads, batch_pass_probe
+from robustness.progress import Progress, choose_mode
+
+if TYPE_CHECKING:
+    from robustness.core.schema import AuditResults
+
+
+def run_audit(config_or_path: Any, **overrides: Any) -> dict[str, Any]:
+    """Run an audit; return the results dict (also written to the output folder).
+
+    ``config_or_path``: a YAML/TOML path, a dict or an :class:`AuditConfig`. Overrides (CLI
+    flags): ``model`` (a spec, or a ``ModelUnderTest``/``nn.Module`` object), ``weights``,
+    ``data`` (a spec or a ``Dataset``), ``n_examples``, ``eps``, ``norm``, ``preset`` or
+    ``attacks``, ``device``, ``seed``, ``batch_size``, ``output_dir``, ``formats``; and
+    ``restart`` (discard a checkpoint), ``progress`` ('auto'|'on'|'off'), ``quiet``,
+    ``command_line`` (recorded in the results).
+    """
+    restart = bool(overrides.pop("restart", False))
+    progress = overrides.pop("progress", "off")
+    quiet = bool(overrides.pop("quiet", False))
+    cmd = overrides.pop("command_line", None)
+    model_obj = overrides.get("model")
+    data_obj = overrides.get("data")
+    if model_obj is not None and not isinstance(model_obj, str):
+        overrides["model"] = getattr(model_obj, "spec", None) or f"<{type(model_obj).__name__}>"
+    else:
+        model_obj = None
+    if data_obj is not None and not isinstance(data_obj, str):
+        overrides["data"] = getattr(data_obj, "spec", None) or "<tensors>"
+    else:
+        data_obj = None
+    if isinstance(config_or_path, dict):
+        config_or_path = _with_placeholders(config_or_path, overrides)
+    cfg = apply_overrides(load_config(config_or_path), **overrides)
+    dist = current()
+    if not dist.is_main:  # one rank reports
+        progress, quiet = "off", True
+    mode = (
+        progress
+        if isinstance(progress, str) and progress in ("live", "plain")
+        else choose_mode(progress, quiet)
+    )
+    runner = AuditRunner(
+        cfg,
+        model=model_obj,
+        data=data_obj,
+        restart=restart,
+        progress=Progress(mode),
+        command_line=cmd or "python: robustness.audit.run_audit(...)",
+        quiet=quiet,
+    )
+    return runner.run()
+
+
+def _with_placeholders(cfg: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Let a dict config omit model/data specs that the overrides supply."""
+    cfg = {k: (dict(v) if isinstance(v, dict) else v) for k, v in cfg.items()}
+    for section in ("model", "data"):
+        if overrides.get(section) is not None:
+            cfg.setdefault(section, {})
+            cfg[section].setdefault("spec", overrides[section])
+    return cfg
+
+
+class AuditRunner:
+    """Runs one audit; :meth:`run` returns the results dict and writes the outputs.
+
+    While it runs, the sanity checks read it: ``cfg``, ``model``, ``x``, ``y``, ``norm``,
+    ``eps_grid``, ``ledger``, ``stages``, ``attack_specs``, ``main_attack``, ``robust_rows`` and
+    the helpers :meth:`sample`, :meth:`model_sample`, :meth:`attack_and_fold`,
+    :meth:`spec_for` and :meth:`labels_of`.
+    """
+
+    def __init__(
+        self,
+        cfg: AuditConfig,
+        *,
+        model: Any = None,
+        data: Any = None,
+        restart: bool = False,
+        progress: Progress | None = None,
+        command_line: str = "",
+        quiet: bool = False,
+        dist: DistContext | None = None,
+    ) -> None:
+        self.dist = dist if dist is not None else current()
+        self.cfg = cfg
+        self.quiet = quiet
+        self._model_obj = model
+        self._data_obj = data
+        self.restart = restart
+        self.progress = progress or Progress("off")
+        self.command_line = command_line
+        self.check_time = 0.0
+        self.attack_time = 0.0
+        self.eot_used = False
+        self.robust_rows: list[dict[str, Any]] = []
+        self._spec_by_label: dict[str, AttackSpec] = {}
+
+    # -- setup -----------------------------------------------------------------------------
+    def _load_model(self) -> Any:
+        from robustness.core.model import load_model
+
+        options = self.cfg.model
+        # A model object passed to run_audit (ModelUnderTest or nn.Module) replaces the spec;
+        # load_model returns a ModelUnderTest as is and wraps a module with the config's options.
+        return load_model(
+            self._model_obj if self._model_obj is not None else options.spec,
+            weights=options.weights if self._model_obj is None else None,
+            trust_model=options.trust_model,
+            bounds=options.bounds,
+            mean=options.mean,
+            std=options.std,
+            device=options.device,
+            precision=options.precision,
+            channels_last=options.channels_last,
+            compile=options.compile,
+        )
+
+    def _load_data(self, model: Any) -> Any:
+        from robustness.core.data import load_data
+
+        spec = self._data_obj if self._data_obj is not None else self.cfg.data.spec
+        return load_data(
+            spec,
+            n_examples=self.cfg.data.n_examples,
+            seed=self.cfg.data_seed,
+            bounds=model.bounds,
+            model_outputs=model.num_classes,
+        )
+
+    def _fingerprint_parts(self, attacks: list[AttackSpec], model: Any, data: Any) -> dict[str, Any]:
+        cfg = self.cfg
+        checks = cfg.sanity_checks
+        return {
+            "tool": __version__,
+            "model_options": cfg.model.model_dump(mode="json"),
+            "data_options": {**cfg.data.model_dump(mode="json"), "seed": cfg.data_seed},
+            "threat": cfg.threat.model_dump(mode="json"),
+            "attacks": [a.model_dump(mode="json") for a in attacks],
+            "sanity_checks": {
+                "enabled": checks.enabled,
+                "sample_size": checks.sample_size,
+                "tolerance": checks.tolerance,
+                "large_eps": checks.large_eps,
+            },
+            "seed": cfg.seed,
+            "model": model.sha256(),
+            "data": data.sha256(),
+        }
+
+    def _set_threads(self, model: Any, data: Any) -> None:
+        """The CPU thread count (config ``threads``); under torchrun ``auto`` keeps each rank's share."""
+        setting = self.cfg.threads
+        if setting == "auto" and (self.dist.world_size > 1 or model.device.type != "cpu"):
+            return
+        apply_threads(setting, batch_pass_probe(model, data.x, self.cfg.data.batch_size))
+
+    # -- the run ---------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        """Run the audit holding the output folder's lock, released on every exit path.
+
+        The lock is taken before anything in the folder changes (``--restart`` deletes the
+        checkpoint): a second audit there stops, naming the live one. Under torchrun rank 0
+        holds it for all ranks, and its refusal is raised on every rank.
+        """
+        lock = RunLock(self.cfg.output.dir, command=self.command_line, restart=self.restart, quiet=self.quiet)
+        self.dist.main_only(lock.acquire)
+        try:
+            return self._run()
+        finally:
+            lock.release()  # a no-op on the ranks that do not hold it
+
+    def _run(self) -> dict[str, Any]:
+        t_start = time.perf_counter()
+        cfg = self.cfg
+        attacks = self._start()
+        clean, clean_s = self._clean()
+        self.ledger = Ledger(self.x, self.y, self.clean_pred, len(self.eps_grid))
+        self.checks: list[SanityCheck] = [check(self) for check in checks_in_order()]
+        attacks = self._measure_the_model(attacks)
+        self.attack_specs = attacks
+        self.labels = self.labels_of(attacks)
+        self._spec_by_label.update(zip(self.labels, attacks))
+        self.main_attack = self._main_attack(attacks)
+
+        for eps_index, eps in enumerate(self.eps_grid):
+            self._attack_at(eps_index, eps)
+        check_results = self._judge_checks()
+
+        from robustness.audit.section import run_sections
+
+        sections, section_gates = run_sections(self)
+        from robustness.core.verdict import verdict
+        from robustness.gates import evaluate_gates
+
+        attack_records = [
+            {
+                "name": label,
+                "attack": spec.name,
+                "params": _jsonable(self.stages.instance(spec).params),
+                "kind": self.stages.instance(spec).kind,
+            }
+            for spec, label in zip(attacks, self.labels)
+        ]
+        # The baseline's budget is compared with what really ran (EOT may have wrapped attacks).
+        gates = evaluate_gates(cfg, clean, self.robust_rows, self.data.sha256(), attacks=attack_records)
+        gates += section_gates
+        outcome, reason = verdict(check_results, gates)
+        results = self._results(
+            clean, clean_s, attack_records, check_results, gates, outcome, reason, sections
+        )
+        results["timing"]["total_s"] = round(time.perf_counter() - t_start, 3)
+        from robustness.results import typed_results
+
+        # The one typed result: results.json and every report are written from it.
+        result = typed_results(results)
+        if self.dist.is_main:
+            self._write(Path(cfg.output.dir), result)
+            self.checkpoint.mark_complete()
+        # No rank returns (and exits) before the outputs exist.
+        self.dist.barrier()
+        self.progress.close()
+        return result.to_dict()
+
+    def _start(self) -> list[AttackSpec]:
+        """Check the config and inputs, load the model and data, open the checkpoint."""
+        cfg = self.cfg
+        attacks = check_config(cfg)
+        # The same start-up checks as 'robustness validate', before any model loads or trains.
+        check_inputs(cfg, model=self._model_obj is None, data=self._data_obj is None)
+        model = self._load_model()
+        data = self._load_data(model)
+        model.validate(data.x)
+        # A model with too few outputs for the labels is the model's problem (ModelError).
+        check_labels_fit_model(int(data.y.max()), int(model.num_classes))
+        self._set_threads(model, data)
+        self.model, self.data = model, data
+        self.x = data.x.detach().cpu().float()
+        self.y = data.y.detach().cpu().long()
+        self.n = int(self.x.shape[0])
+        self.norm = cfg.threat.norm
+        self.eps_grid = list(cfg.threat.eps)
+        outdir = Path(cfg.output.dir)
+        self.checkpoint = Checkpoint(outdir, self._fingerprint_parts(attacks, model, data))
+        state = self.dist.main_only(lambda: self.checkpoint.open(restart=self.restart))
+        self.checkpoint.folder.mkdir(parents=True, exist_ok=True)  # ranks on other nodes keep their batches
+        if state == "resumed" and not self.quiet:
+            print(
+                f"robustness: resuming the unfinished audit in {outdir} (same config, model and data)",
+                file=sys.stderr,
+            )
+        self.stages = Stages(
+            model=model,
+            x=self.x,
+            y=self.y,
+            norm=self.norm,
+            batch_size=cfg.data.batch_size,
+            seed=cfg.seed,
+            checkpoint=self.checkpoint,
+            dist=self.dist,
+            progress=self.progress,
+        )
+        return attacks
+
+    def _clean(self) -> tuple[dict[str, Any], float]:
+        """Clean predictions (checkpointed: a resumed run must start from the same ones) and metrics."""
+        from robustness.core.metrics import classification_metrics
+
+        t0 = time.perf_counter()
+
+        def clean_predictions() -> torch.Tensor:
+            rec = self.checkpoint.load_json("clean")
+            if isinstance(rec, dict) and isinstance(rec.get("pred"), list) and len(rec["pred"]) == self.n:
+                return torch.tensor(rec["pred"], dtype=torch.long)
+            pred = self.model.predict(self.x, self.cfg.data.batch_size).cpu()
+            self.checkpoint.save_json("clean", {"pred": pred.tolist()})
+            return pred
+
+        # Rank 0's predictions everywhere: every rank must attack the same set of samples.
+        self.clean_pred = self.dist.main_only(clean_predictions)
+        clean = classification_metrics(self.y.numpy(), self.clean_pred.numpy(), int(self.model.num_classes))
+        clean["ci"] = clean["accuracy_ci"]
+        return clean, time.perf_counter() - t0
+
+    def _measure_the_model(self, attacks: list[AttackSpec]) -> list[AttackSpec]:
+        """The model checks, first: a randomized model under the thorough preset gets its gradient
+        attacks wrapped in EOT (and is measured again knowing that)."""
+        t0 = time.perf_counter()
+        model_checks = [c for c in self.checks if c.kind == "model"]
+        outcomes = self.dist.main_only(lambda: [c.measure_model(eot_used=False) for c in model_checks])
+        asking = [c for c, outcome in zip(model_checks, outcomes) if c.wants_eot(outcome)]
+        if asking and self.cfg.attacks == "thorough":
+            attacks, self.eot_used = self._with_eot(attacks)
+            again = self.dist.main_only(lambda: [c.measure_model(eot_used=self.eot_used) for c in asking])
+            for check, outcome in zip(asking, again):
+                outcomes[model_checks.index(check)] = outcome
+        for check, outcome in zip(model_checks, outcomes):
+            check.outcome = outcome
+        self.check_time += time.perf_counter() - t0
+        return attacks
+
+    def _attack_at(self, eps_index: int, eps: float) -> None:
+        """One eps: each attack on the samples still robust, folded into the ledger; then the
+        checks' attacks; then the robust row, and the ledger carries on to the next eps."""
+        ledger = self.ledger
+        step = EpsStep(index=eps_index, eps=eps, start_alive=ledger.alive)
+        per_attack: dict[str, float] = {}
+        per_cost: dict[str, dict[str, Any]] = {}
+        time_s = 0.0
+        for k, (spec, label) in enumerate(zip(self.attack_specs, self.labels)):
+            kind = self.stages.instance(spec).kind
+            if kind != "white-box" and step.black_box_tested is None:
+                step.black_box_tested = ledger.n_robust()
+            out = self.stages.run(
+                eps_index, eps, f"a{k}-{spec.name}", label, spec, ledger.standing(), ledger.alive
+            )
+            ledger.fold(out, label)
+            per_attack[label] = ledger.n_robust() / self.n
+            per_cost[label] = out.cost()
+            time_s += out.time_s
+            if kind == "white-box":
+                step.white_box_broken += out.n_broken
+            else:
+                step.black_box_by[label] = out.n_broken
+        self.attack_time += time_s
+        n_attacks_only = ledger.n_robust()
+        if self.cfg.sanity_checks.enabled:
+            t0 = time.perf_counter()
+            for check in self.checks:
+                check.at_eps(step)
+            self.check_time += time.perf_counter() - t0
+
+        from robustness.core.metrics import clopper_pearson
+
+        n_robust = ledger.n_robust()
+        self.robust_rows.append(
+            {
+                "eps": eps,
+                "norm": self.norm,
+                "n": self.n,
+                "n_robust": n_robust,
+                "accuracy": n_robust / self.n,
+                "ci": list(clopper_pearson(n_robust, self.n)),
+                "per_attack": per_attack,
+                "per_attack_cost": per_cost,
+                "per_class_accuracy": ledger.per_class_accuracy(int(self.model.num_classes)),
+                "time_s": round(time_s, 4),
+                "accuracy_attacks_only": n_attacks_only / self.n,
+                "found_by_checks": step.found,
+            }
+        )
+        ledger.close_eps()
+
+    # -- what the checks use ----------------------------------------------------------------
+    def attack_and_fold(
+        self, step: EpsStep, key: str, progress_label: str, spec: AttackSpec, idx: torch.Tensor, label: str
+    ) -> tuple[StageOutcome, int]:
+        """Run ``spec`` on ``idx`` at this eps and fold what it breaks into the ledger as ``label``;
+        the outcome and how many samples it newly broke."""
+        out = self.stages.run(step.index, step.eps, key, progress_label, spec, idx, self.ledger.alive)
+        self._spec_by_label[label] = spec
+        return out, self.ledger.fold(out, label)
+
+    def spec_for(self, label: str) -> AttackSpec | None:
+        """The attack behind a ledger label (an attack of the run or a check's)."""
+        return self._spec_by_label.get(label)
+
+    def sample(self, mask: torch.Tensor, tag: Any, k: int | None = None) -> torch.Tensor:
+        """Up to ``k`` (sample_size) indices of ``mask``, drawn reproducibly for ``tag``."""
+        k = k or self.cfg.sanity_checks.sample_size
+        idx = mask.nonzero().flatten()
+        if idx.numel() <= k:
+            return idx
+        generator = torch.Generator().manual_seed(derive_seed(self.cfg.seed, "sample", tag))
+        return idx[torch.randperm(idx.numel(), generator=generator)[:k]].sort().values
+
+    def model_sample(self) -> torch.Tensor:
+        """The samples the model checks measure: correctly classified ones (any, if none is)."""
+        correct = self.ledger.correct
+        return self.sample(correct if correct.any() else torch.ones_like(correct), "model")
+
+    @staticmethod
+    def labels_of(attacks: list[AttackSpec]) -> list[str]:
+        """Unique labels of a list of attacks: pgd, pgd#2, ..."""
+        seen: dict[str, int] = {}
+        out = []
+        for a in attacks:
+            seen[a.name] = seen.get(a.name, 0) + 1
+            out.append(a.name if seen[a.name] == 1 else f"{a.name}#{seen[a.name]}")
+        return out
+
+    def _main_attack(self, attacks: list[AttackSpec]) -> AttackSpec | None:
+        """The first iterative white-box attack (it has a ``steps`` parameter)."""
+        for spec in attacks:
+            inst = self.stages.instance(spec)
+            if inst.kind == "white-box" and "steps" in inst.params and int(inst.params["steps"]) > 1:
+                return spec
+        return None
+
+    def _with_eot(self, attacks: list[AttackSpec]) -> tuple[list[AttackSpec], bool]:
+        """Gradient attacks with expectation over transformations (for a randomized model)."""
+        from attacks.registry import available, get_attack
+
+        known = available()
+        out, any_wrapped = [], False
+        for spec in attacks:
+            inst = get_attack(spec.name, **spec.params)
+            if inst.kind != "white-box":
+                out.append(spec)
+                continue
+            if "eot_iter" in inst.params:
+                out.append(
+                    AttackSpec(name=spec.name, params={**spec.params, "eot_iter": EOT_SAMPLES_THOROUGH})
+                )
+                any_wrapped = True
+                continue
+            wrapper = known.get("eot")
+            keys = set(wrapper.defaults()) if wrapper else set()
+            inner = next((k for k in ("attack", "inner") if k in keys), None)
+            inner_params = next((k for k in ("attack_params", "inner_params", "params") if k in keys), None)
+            samples = next((k for k in ("eot_samples", "samples") if k in keys), None)
+            if inner and inner_params and samples:
+                out.append(
+                    AttackSpec(
+                        name="eot",
+                        params={
+                            inner: spec.name,
+                            inner_params: dict(spec.params),
+                            samples: EOT_SAMPLES_THOROUGH,
+                        },
+                    )
+                )
+                any_wrapped = True
+            else:
+                out.append(spec)
+        return out, any_wrapped
+
+    # -- the checks' verdicts ----------------------------------------------------------------
+    def _judge_checks(self) -> list[dict[str, Any]]:
+        """Every check's outcome (after the measurements it takes once the eps loop is done), in
+        the documented order; disabled checks are skipped, every one waived with the reason."""
+        settings = self.cfg.sanity_checks
+        if not settings.enabled:
+            reason = (settings.reason or "").strip()
+            return [
+                (
+                    check.judge()
+                    if check.kind == "model"
+                    else CheckResult(check.name, "skip", "Not run: the sanity checks are disabled.")
+                ).as_dict(reason)
+                for check in self.checks
+            ]
+        t0 = time.perf_counter()
+        for check in self.checks:
+            check.after_attacks()
+        self.check_time += time.perf_counter() - t0
+        return [check.judge().as_dict(settings.waive.get(check.name)) for check in self.checks]
+
+    # -- outputs ---------------------------------------------------------------------------
+    def _results(
+        self,
+        clean: dict[str, Any],
+        clean_s: float,
+        attack_records: list[dict[str, Any]],
+        check_results: list[dict[str, Any]],
+        gates: list[dict[str, Any]],
+        verdict: str,
+        reason: str,
+        sections: dict[str, Any],
+    ) -> dict[str, Any]:
+        from robustness.results import EXAMPLES_FILE, SAMPLES_FILE, SCHEMA_VERSION, environment, now_iso
+
+        cfg, model, data, dist = self.cfg, self.model, self.data, self.dist
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "tool_version": __version__,
+            "created": now_iso(),
+            "config": cfg.model_dump(mode="json"),
+            "environment": {
+                **environment(str(model.device), cfg.seed, self.command_line, model.precision),
+                "channels_last": model.channels_last,
+                "compiled": model.compiled,
+                "processes": dist.describe(),
+            },
+            "model": {
+                "spec": model.spec,
+                "sha256": model.sha256(),
+                "n_parameters": model.n_parameters,
+                "bounds": list(model.bounds),
+                "num_classes": int(model.num_classes),
+                "outputs_probabilities": bool(model.outputs_probabilities),
+                "mean": model.mean,
+                "std": model.std,
+            },
+            "data": {
+                "spec": data.spec,
+                "n": self.n,
+                "sha256": data.sha256(),
+                "shape": list(self.x.shape[1:]),
+                "seed": cfg.data_seed,
+                "n_examples": cfg.data.n_examples,
+            },
+            "threat": {"norm": self.norm, "eps": self.eps_grid, "bounds": list(model.bounds)},
+            "clean": clean,
+            "attacks": attack_records,
+            "robust": self.robust_rows,
+            "sanity_checks": check_results,
+            "gates": gates,
+            "verdict": verdict,
+            "verdict_reason": reason,
+            "timing": {
+                "total_s": None,
+                "clean_s": round(clean_s, 4),
+                "attacks_s": round(self.attack_time, 3),
+                "checks_s": round(self.check_time, 3),
+                "resumed_batches": dist.sum_counts([self.checkpoint.n_loaded])[0],
+                "note": "attack and check times include work done before a resume",
+            },
+            "files": {"samples": SAMPLES_FILE, "examples": EXAMPLES_FILE},
+            **sections,
+            "eot_used": self.eot_used,
+        }
+
+    def _write(self, outdir: Path, results: AuditResults) -> None:
+        from robustness.results import (
+            EXAMPLES_FILE,
+            render_reports,
+            write_examples,
+            write_results,
+            write_samples,
+        )
+
+        ledger = self.ledger
+        outdir.mkdir(parents=True, exist_ok=True)
+        write_results(outdir, results)  # first: a failing renderer can never cost the numbers
+        eps = results.threat.eps
+        write_samples(outdir, ledger.sample_rows(self.data.ids, eps))
+        write_examples(outdir / EXAMPLES_FILE, ledger.examples(self.data.ids, eps))
+        written, errors = render_reports(results, outdir, list(self.cfg.output.formats))
+        if written or errors:
+            results.files.update({fmt: Path(p).name for fmt, p in written.items()})
+            if errors:
+                results.renderer_errors = errors
+            write_results(outdir, results)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    return str(obj)
