@@ -27,7 +27,7 @@ from torch import nn
 
 from robustness.core.errors import ModelError
 from robustness.core.io import atomic_write_json, sha256_file
-from robustness.core.model import MODEL_SCHEMES
+from robustness.core.model import MODEL_SCHEMES, call_module_factory
 from robustness.core.registry import Registry
 
 CACHE_VERSION = 1
@@ -214,21 +214,13 @@ def builtin_factory_paths() -> set[str]:
 def architecture(name: str, kwargs: dict[str, Any] | None = None) -> nn.Module:
     """A fresh, untrained instance of a zoo model's (or a registered) architecture."""
     factory = ARCHITECTURES.get(name) if name in ARCHITECTURES else entry(name).architecture
-    try:
-        module = factory(**(kwargs or {}))
-    except Exception as exc:  # noqa: BLE001 - a plug-in's factory, or kwargs from a model card
-        raise ModelError(
-            f"building the architecture zoo:{name} failed: {type(exc).__name__}: {exc}",
-            field="model",
-            fix="Check the kwargs in model.json against the architecture's factory.",
-        ) from exc
-    if not isinstance(module, nn.Module):
-        raise ModelError(
-            f"the architecture zoo:{name} returned {type(module).__name__}, not a torch.nn.Module",
-            field="model",
-            fix="Register a factory that returns an nn.Module.",
-        )
-    return module
+    return call_module_factory(
+        factory,
+        kwargs,
+        label=f"the architecture zoo:{name}",
+        fix="Check the kwargs in model.json against the architecture's factory.",
+        type_fix="Register a factory that returns an nn.Module.",
+    )
 
 
 class ZooScheme:

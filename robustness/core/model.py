@@ -447,20 +447,28 @@ def _load_module(spec: str, *, weights: str | None, trust_model: bool) -> tuple[
 
 def build_factory(spec: str, kwargs: dict[str, Any] | None = None) -> nn.Module:
     """Import ``package.module:callable`` and call it to get an ``nn.Module``."""
-    obj = import_object(spec, field="model")
+    return call_module_factory(
+        import_object(spec, field="model"),
+        kwargs,
+        label=spec,
+        fix="Make the factory callable without arguments (or give its kwargs).",
+        type_fix="Return an nn.Module from the factory.",
+    )
+
+
+def call_module_factory(
+    factory: Any, kwargs: dict[str, Any] | None, *, label: str, fix: str, type_fix: str
+) -> nn.Module:
+    """Call an architecture's factory with ``kwargs``; its failure or a non-module is a named ModelError."""
     try:
-        module = obj(**(kwargs or {}))
-    except Exception as exc:  # noqa: BLE001 - the user's factory
+        module = factory(**(kwargs or {}))
+    except Exception as exc:  # noqa: BLE001 - the user's or a plug-in's factory, kwargs from a model card
         raise ModelError(
-            f"calling {spec} failed: {type(exc).__name__}: {exc}",
-            field="model",
-            fix="Make the factory callable without arguments (or give its kwargs).",
+            f"calling {label} failed: {type(exc).__name__}: {exc}", field="model", fix=fix
         ) from exc
     if not isinstance(module, nn.Module):
         raise ModelError(
-            f"{spec} returned {type(module).__name__}, not a torch.nn.Module",
-            field="model",
-            fix="Return an nn.Module from the factory.",
+            f"{label} returned {type(module).__name__}, not a torch.nn.Module", field="model", fix=type_fix
         )
     return module
 
