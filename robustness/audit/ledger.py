@@ -114,7 +114,7 @@ class Ledger:
     def sample_rows(self, ids: list[str], eps: list[float]) -> str:
         """samples.jsonl: per sample its id, label, clean prediction and, at every eps, whether it
         is robust, the attack that broke it and the perturbation's norm."""
-        from robustness.results import samples_lines
+        from robustness.audit.outputs import samples_lines
 
         robust, broken_by, norms = self.sample_columns()
         return samples_lines(ids, self.y.tolist(), self.clean_pred.tolist(), eps, robust, broken_by, norms)
@@ -133,7 +133,7 @@ class Ledger:
         """examples.npz, the report's image grid: up to eight samples (broken ones first, one per
         class), each with its clean input and, at every eps, its example and the prediction on it
         ([eps][sample]; the clean input and prediction until the sample broke)."""
-        from robustness.results import pick_examples
+        from robustness.audit.outputs import pick_examples
 
         chosen = torch.from_numpy(pick_examples(self.y.numpy(), self.first_broken.numpy()))
         first = self.first_broken[chosen]

@@ -259,7 +259,7 @@ class AuditRunner:
             clean, clean_s, attack_records, check_results, gates, outcome, reason, sections
         )
         results["timing"]["total_s"] = round(time.perf_counter() - t_start, 3)
-        from robustness.results import typed_results
+        from robustness.audit.outputs import typed_results
 
         # The one typed result: results.json and every report are written from it.
         result = typed_results(results)
@@ -517,7 +517,7 @@ class AuditRunner:
         reason: str,
         sections: dict[str, Any],
     ) -> dict[str, Any]:
-        from robustness.results import EXAMPLES_FILE, SAMPLES_FILE, SCHEMA_VERSION, environment, now_iso
+        from robustness.audit.outputs import EXAMPLES_FILE, SAMPLES_FILE, SCHEMA_VERSION, environment, now_iso
 
         cfg, model, data, dist = self.cfg, self.model, self.data, self.dist
         return {
@@ -571,7 +571,7 @@ class AuditRunner:
         }
 
     def _write(self, outdir: Path, results: AuditResults) -> None:
-        from robustness.results import (
+        from robustness.audit.outputs import (
             EXAMPLES_FILE,
             render_reports,
             write_examples,

@@ -92,8 +92,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from robustness.audit import run_audit
+    from robustness.audit.outputs import command_line
     from robustness.core.distributed import init_from_env
-    from robustness.results import command_line
 
     # Under torchrun: join the ranks (the batches are shared out; rank 0 writes and prints).
     dist = init_from_env(args.device or _config_device(args.config))
@@ -133,8 +133,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def _check_results_written(results: dict) -> None:
     """Raise unless this run's results.json is on disk: a verdict without it must never exit 0."""
+    from robustness.audit.outputs import RESULTS_FILE
     from robustness.core.errors import OutputError
-    from robustness.results import RESULTS_FILE
 
     path = Path(results["config"]["output"]["dir"]) / RESULTS_FILE
     try:

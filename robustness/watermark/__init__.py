@@ -2,7 +2,7 @@
 
 - :mod:`robustness.watermark.removal`: the surrogates an attacker derives to lose the mark
   (fine-tuning, pruning, int8 quantization, extraction), trained through the defenses trainer.
-- :mod:`robustness.watermark.section`: the ``watermark:`` config block, the survival table and
+- :mod:`robustness.watermark.survival`: the ``watermark:`` config block, the survival table and
   the ``watermark`` key of ``results.json``.
 
 The key, the ownership test and embedding are :mod:`defenses.watermark`'s.
@@ -16,7 +16,7 @@ from robustness.watermark.removal import (
     parse_surrogate,
     train_on_labels,
 )
-from robustness.watermark.section import (
+from robustness.watermark.survival import (
     WatermarkConfig,
     split_attack_data,
     survival_table,

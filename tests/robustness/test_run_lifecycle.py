@@ -234,11 +234,11 @@ def test_argparse_exits_are_untouched(capsys):
 
 
 def test_an_audit_whose_results_json_is_missing_never_exits_0(capsys, run_dir, monkeypatch):
-    import robustness.results
+    import robustness.audit.outputs
 
     config, out = run_dir
     (out / "results.json").unlink()
-    monkeypatch.setattr(robustness.results, "write_results", lambda outdir, results: None)
+    monkeypatch.setattr(robustness.audit.outputs, "write_results", lambda outdir, results: None)
     code, stdout, err = audit(capsys, config, "--exit-zero")
     assert code == 2 and stdout == ""
     one_paragraph(err, "audit")

@@ -1,8 +1,8 @@
 """The ``watermark`` section: ownership of the audited model, and whether the mark survives removal.
 
-``watermark:`` in an audit config (:class:`robustness.watermark.section.WatermarkConfig`) names a
+``watermark:`` in an audit config (:class:`robustness.watermark.survival.WatermarkConfig`) names a
 key; after the attacks the audit verifies the model against it and derives each removal
-surrogate to verify it again (:func:`robustness.watermark.section.watermark_section`). Its result
+surrogate to verify it again (:func:`robustness.watermark.survival.watermark_section`). Its result
 is :class:`robustness.core.sections.watermark.WatermarkResult`; it adds the gate
 ``watermark_verified``: an audit asked to check ownership fails when ownership cannot be shown.
 """
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from robustness.audit.section import AuditSection, register_section
 from robustness.core.sections.watermark import WatermarkResult
-from robustness.watermark.section import WatermarkConfig
+from robustness.watermark.survival import WatermarkConfig
 
 if TYPE_CHECKING:
     from robustness.config import AuditConfig
@@ -44,7 +44,7 @@ class Watermark(AuditSection):
 
     def run(self) -> dict[str, Any]:
         from robustness.core.data import load_data
-        from robustness.watermark.section import watermark_section
+        from robustness.watermark.survival import watermark_section
 
         block, model = self.block, self.audit.model
         attack_data = (

@@ -1,6 +1,6 @@
 """The ``watermark`` section: the ownership test of the audited model and the survival table.
 
-Written by the audit's watermark section (:func:`robustness.watermark.section.watermark_section`)
+Written by the audit's watermark section (:func:`robustness.watermark.survival.watermark_section`)
 when the config names a key.
 """
 
