@@ -182,6 +182,9 @@ class ModelSection(_Section):
 
     spec: str = Field(description="zoo:NAME, file.pt2, file.pt/.ts, package.module:callable or a folder")
     weights: str | None = Field(None, description="weights for a factory spec (.safetensors or .pt)")
+    args: dict[str, Any] | None = Field(
+        None, description="keyword arguments for a factory spec, e.g. {num_classes: 10} (factories only)"
+    )
     trust_model: bool = Field(
         False,
         description="run code the model names or carries: a pickled module, a torch.export file with "
@@ -201,7 +204,9 @@ class ModelSection(_Section):
 class DataSection(_Section):
     """The evaluation samples (see ``robustness.core.data.load_data``)."""
 
-    spec: str = Field(description="builtin:digits, file.npz (x, y), or package.module:callable")
+    spec: str = Field(
+        description="builtin:digits, cifar10:DIR, cifar100:DIR (:train), file.npz (x, y), or package.module:callable"
+    )
     n_examples: Annotated[int, Field(gt=0)] | None = Field(None, description="a reproducible subset of N")
     seed: Seed | None = Field(None, description="seed of the subset (default: the top-level seed)")
     batch_size: Annotated[int, Field(gt=0)] = Field(256, description="samples per attack call and checkpoint")
@@ -653,7 +658,10 @@ def apply_overrides(cfg: AuditConfig, **overrides: Any) -> AuditConfig:
     for key, value in overrides.items():
         if value is None:
             continue
-        if key in mapping:
+        if key == "model_args":
+            # --model-arg KEY=VALUE sets single arguments; the config's other arguments stay
+            data["model"]["args"] = {**(data["model"].get("args") or {}), **value}
+        elif key in mapping:
             section, field = mapping[key]
             data[section][field] = str(value) if key == "output_dir" else value
         elif key in ("preset", "attacks"):
@@ -662,7 +670,9 @@ def apply_overrides(cfg: AuditConfig, **overrides: Any) -> AuditConfig:
             data[key] = value
         else:
             raise ConfigError(
-                f"unknown override {key!r}", field=key, fix=f"Use one of: {', '.join(mapping)}."
+                f"unknown override {key!r}",
+                field=key,
+                fix=f"Use one of: {', '.join([*mapping, 'model_args'])}.",
             )
     return parse_config(data)
 
@@ -845,6 +855,16 @@ def check_inputs(cfg: AuditConfig, *, model: bool = True, data: bool = True) -> 
     """
     if model:
         check_model_spec(cfg.model.spec, cfg.model.weights, field="model.spec", weights_field="model.weights")
+        if cfg.model.args:
+            from robustness.core.model import is_factory_spec
+
+            if not is_factory_spec(cfg.model.spec):
+                raise ConfigError(
+                    f"model.args are only passed to a factory 'package.module:callable', and "
+                    f"{cfg.model.spec!r} is not one",
+                    field="model.args",
+                    fix="Drop model.args, or name the architecture's factory as model.spec.",
+                )
     if data:
         check_data_spec(cfg.data.spec, "data.spec", n_examples=cfg.data.n_examples, bounds=cfg.model.bounds)
     _check_device(cfg.model.device)
@@ -923,6 +943,19 @@ def check_data_spec(
             from robustness.core.data import load_data
 
             load_data(spec, n_examples=n_examples, bounds=bounds)  # bundled and small: loading is the check
+            return
+        from robustness.core.data import DATA_SCHEMES
+
+        prefix = spec.partition(":")[0]
+        if ":" in spec and prefix and "." not in prefix and "/" not in prefix and prefix in DATA_SCHEMES:
+            # a scheme's own light check (its files are there) when it has one; else loading is the check
+            check = getattr(DATA_SCHEMES.get(prefix), "check", None)
+            if check is not None:
+                check(spec)
+            else:
+                from robustness.core.data import load_data
+
+                load_data(spec, n_examples=n_examples, bounds=bounds)
             return
         if path.suffix == ".npz" or path.exists():
             n = _npz_length(check_file(spec, field, "data file"), field)

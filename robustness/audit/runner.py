@@ -163,6 +163,7 @@ class AuditRunner:
             precision=options.precision,
             channels_last=options.channels_last,
             compile=options.compile,
+            model_args=options.args if self._model_obj is None else None,
         )
 
     def _load_data(self, model: Any) -> Any:
@@ -540,6 +541,8 @@ class AuditRunner:
                 "outputs_probabilities": bool(model.outputs_probabilities),
                 "mean": model.mean,
                 "std": model.std,
+                # how a factory was built (model.args / --model-arg), so the audit names the model it measured
+                **({"args": dict(model.metadata["args"])} if model.metadata.get("args") else {}),
             },
             "data": {
                 "spec": data.spec,

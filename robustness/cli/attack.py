@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from robustness.cli.common import (
@@ -54,29 +53,9 @@ def parse_params(items: list[str]) -> dict[str, Any]:
     Types are not checked here but where every attack is built (``attacks.base.check_param_types``),
     so ``--param steps=abc`` and ``steps: abc`` in a config get the same error.
     """
-    from robustness.core.errors import UsageError
+    from robustness.cli.common import parse_key_values
 
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise UsageError(
-                f"--param expects KEY=VALUE, got {item!r}",
-                field="--param",
-                fix="Write e.g. --param steps=50.",
-            )
-        low = raw.strip()
-        aliases = {"True": True, "False": False, "None": None}
-        if low in aliases:
-            value: Any = aliases[low]
-        else:
-            try:
-                value = json.loads(low)
-            except ValueError:  # not JSON (or an integer of thousands of digits): the string itself
-                value = raw
-        out[key] = value
-    return out
+    return parse_key_values(items, flag="--param", example="steps=50")
 
 
 def build_attack(name: str, params: dict[str, Any], *, steps: int | None, restarts: int | None):

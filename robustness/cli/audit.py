@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from robustness.cli.common import threads_arg
+from robustness.cli.common import model_args_from, threads_arg
 
 EXIT_CODES = {"pass": 0, "fail": 1, "unreliable": 3}
 
@@ -28,6 +28,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", metavar="OUTDIR", help="output folder (overrides output.dir)")
     p.add_argument("--model", metavar="SPEC", help="model spec (overrides model.spec)")
     p.add_argument("--weights", metavar="FILE", help="weights for a factory spec (overrides model.weights)")
+    p.add_argument(
+        "--model-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a keyword argument for a factory model; repeatable; VALUE is JSON when it parses, else a "
+        "string (sets that key of model.args)",
+    )
     p.add_argument("--data", metavar="SPEC", help="data spec (overrides data.spec)")
     p.add_argument(
         "--n-examples", type=int, metavar="N", help="number of samples (overrides data.n_examples)"
@@ -101,6 +109,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         args.config,
         model=args.model,
         weights=args.weights,
+        model_args=model_args_from(args),
         data=args.data,
         n_examples=args.n_examples,
         eps=args.eps,

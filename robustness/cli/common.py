@@ -19,6 +19,7 @@ def add_model_options(p: argparse.ArgumentParser, *, required: bool = True) -> N
     g.add_argument(
         "--weights", metavar="FILE", help="weights for a factory spec (.safetensors or state-dict .pt)"
     )
+    add_model_arg_option(g)
     g.add_argument(
         "--trust-model",
         action="store_true",
@@ -52,6 +53,49 @@ def add_model_options(p: argparse.ArgumentParser, *, required: bool = True) -> N
     )
 
 
+def add_model_arg_option(g: Any) -> None:
+    """``--model-arg KEY=VALUE`` (repeatable): keyword arguments for a factory model spec."""
+    g.add_argument(
+        "--model-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a keyword argument for a factory --model (e.g. num_classes=10); repeatable; VALUE is parsed "
+        "as JSON when it can be, else kept a string",
+    )
+
+
+def parse_key_values(items: list[str], *, flag: str, example: str) -> dict[str, Any]:
+    """``KEY=VALUE`` strings to a dict; values are JSON when they parse as JSON, else strings."""
+    from robustness.core.errors import UsageError
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(
+                f"{flag} expects KEY=VALUE, got {item!r}", field=flag, fix=f"Write e.g. {flag} {example}."
+            )
+        low = raw.strip()
+        aliases = {"True": True, "False": False, "None": None}
+        if low in aliases:
+            value: Any = aliases[low]
+        else:
+            try:
+                value = json.loads(low)
+            except ValueError:  # not JSON (or an integer of thousands of digits): the string itself
+                value = raw
+        out[key] = value
+    return out
+
+
+def model_args_from(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The factory's keyword arguments given with ``--model-arg`` (None when none)."""
+    items = getattr(args, "model_arg", None) or []
+    return parse_key_values(items, flag="--model-arg", example="num_classes=10") if items else None
+
+
 def threads_arg(text: str) -> int | str:
     """argparse type of ``--threads``: ``auto`` or a positive integer."""
     if text == "auto":
@@ -71,7 +115,8 @@ def add_data_options(p: argparse.ArgumentParser, *, required: bool = True) -> No
         "--data",
         required=required,
         metavar="SPEC",
-        help="builtin:digits, builtin:digits:train, file.npz (x, y), or package.module:callable",
+        help="builtin:digits, builtin:digits:train, cifar10:DIR / cifar100:DIR (official files; :train for "
+        "the training split), file.npz (x, y), or package.module:callable",
     )
     g.add_argument("--n-examples", type=int, metavar="N", help="evaluate a reproducible subset of N samples")
     g.add_argument(
@@ -110,6 +155,7 @@ def load_model_from_args(args: argparse.Namespace):
         precision=getattr(args, "precision", "fp32"),
         channels_last=getattr(args, "channels_last", False),
         compile=getattr(args, "compile", False),
+        model_args=model_args_from(args),
     )
 
 

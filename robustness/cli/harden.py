@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from robustness.cli.common import seed_arg
+from robustness.cli.common import add_model_arg_option, model_args_from, seed_arg
 
 INIT_HELP = (
     "where the weights start: 'scratch' (freshly initialised, seeded) or 'weights' (fine-tune the given "
@@ -37,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument(
         "--weights", metavar="FILE", help="weights for a factory spec (.safetensors or state-dict .pt)"
     )
+    add_model_arg_option(g)
     g.add_argument("--init", choices=("auto", "scratch", "weights"), default="auto", help=INIT_HELP)
     g.add_argument(
         "--trust-model",
@@ -235,6 +236,14 @@ def resolve_start(args: argparse.Namespace) -> dict[str, Any]:
     from robustness.core.model import MODEL_CARD, check_folder_architecture
 
     spec = args.model
+    model_args = model_args_from(args)
+    path = Path(spec)
+    if model_args and (spec.startswith("zoo:") or path.exists() or ":" not in spec):
+        raise UsageError(
+            f"--model-arg is only passed to a factory 'package.module:callable', and {spec!r} is not one",
+            field="--model-arg",
+            fix="Drop --model-arg, or name the architecture's factory as --model.",
+        )
     if spec.startswith("zoo:"):
         from robustness import zoo
 
@@ -253,7 +262,6 @@ def resolve_start(args: argparse.Namespace) -> dict[str, Any]:
             "init": init,
             "weights_from": spec if init == "weights" else None,
         }
-    path = Path(spec)
     if path.is_dir():
         card_path = path / MODEL_CARD
         if not card_path.exists():
@@ -284,7 +292,7 @@ def resolve_start(args: argparse.Namespace) -> dict[str, Any]:
                 fix="Give --weights FILE, or train from scratch (--init scratch).",
             )
         return {
-            "architecture": {"factory": spec, "kwargs": {}},
+            "architecture": {"factory": spec, "kwargs": model_args or {}},
             "bounds": (0.0, 1.0),
             "mean": None,
             "std": None,

@@ -84,7 +84,8 @@ def load_data(
 ) -> Dataset:
     """Load and validate data from a spec.
 
-    Specs: ``builtin:digits`` (test split), ``builtin:digits:train``, ``file.npz`` (arrays
+    Specs: ``builtin:digits`` (test split), ``builtin:digits:train``, ``cifar10:DIR`` and
+    ``cifar100:DIR`` (the official files, ``:train`` for the training split), ``file.npz`` (arrays
     ``x`` and ``y``, optional ``ids``), ``package.module:callable`` returning ``(x, y)``,
     a dict with ``x``/``y``(/``ids``) or a :class:`Dataset`. ``n_examples`` picks a
     reproducible subset drawn with ``seed`` (kept in the original order). ``num_classes``
@@ -139,7 +140,7 @@ def _load(spec: str) -> Dataset:
     raise DataError(
         f"cannot tell what kind of data {spec!r} is",
         field="data",
-        fix="Use builtin:digits, builtin:digits:train, a .npz file with arrays x and y, "
+        fix="Use builtin:digits, builtin:digits:train, cifar10:DIR, cifar100:DIR, a .npz file with arrays x and y, "
         "or a factory 'package.module:callable'.",
     )
 
@@ -483,3 +484,8 @@ def validate_dataset(
         raise DataError("sample ids are not unique", field="data.ids", fix="Give each sample its own id.")
     n_cls = limit if limit is not None else ymax + 1
     return Dataset(x.float().contiguous(), y, ids, ds.spec, n_cls, dict(ds.meta))
+
+
+# The standard dataset files register their schemes (cifar10:, cifar100:) from their own module;
+# imported here, at the end, because that module needs DATA_SCHEMES and Dataset defined above.
+from robustness.core import cifar as _cifar  # noqa: E402, F401

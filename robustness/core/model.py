@@ -312,6 +312,8 @@ class ModelUnderTest:
             "precision": self.precision,
             "channels_last": self.channels_last,
             "compiled": self.compiled,
+            # how a factory was built (--model-arg / model.args): an audit says which model it measured
+            **({"args": dict(self.metadata["args"])} if self.metadata.get("args") else {}),
         }
 
 
@@ -332,6 +334,7 @@ def load_model(
     precision: str = "fp32",
     channels_last: bool = False,
     compile: bool = False,
+    model_args: dict[str, Any] | None = None,
 ) -> ModelUnderTest:
     """Load a model from a spec.
 
@@ -339,7 +342,8 @@ def load_model(
     ``package.module:callable`` (a factory, with optional ``weights``); a folder written by
     ``robustness harden``; a pickled whole module in ``.pt`` only with ``trust_model=True``.
     Explicit ``bounds``/``mean``/``std`` override what the spec records. ``precision``,
-    ``channels_last`` and ``compile``: see :class:`ModelUnderTest`.
+    ``channels_last`` and ``compile``: see :class:`ModelUnderTest`. ``model_args`` are keyword
+    arguments for a factory spec (recorded in the model's info); any other spec refuses them.
     """
     if isinstance(spec, ModelUnderTest):
         return spec
@@ -348,7 +352,9 @@ def load_model(
         module, label = spec, f"<{type(spec).__name__}>"
     else:
         label = str(spec)
-        module, meta = _load_module(label, weights=weights, trust_model=trust_model)
+        module, meta = _load_module(label, weights=weights, trust_model=trust_model, model_args=model_args)
+        if model_args:
+            meta = {**meta, "args": dict(model_args)}
     return ModelUnderTest(
         module,
         spec=label,
@@ -403,8 +409,32 @@ def model_scheme(spec: str) -> tuple[ModelScheme, str] | None:
     return None
 
 
-def _load_module(spec: str, *, weights: str | None, trust_model: bool) -> tuple[nn.Module, dict[str, Any]]:
+def is_factory_spec(spec: str) -> bool:
+    """Whether ``load_model`` reads ``spec`` as a factory ``package.module:callable`` (not a scheme or path)."""
+    path = Path(spec)
+    if model_scheme(spec) is not None or path.is_dir() or path.suffix in MODEL_SUFFIXES or path.exists():
+        return False
+    return ":" in spec
+
+
+def _load_module(
+    spec: str, *, weights: str | None, trust_model: bool, model_args: dict[str, Any] | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
+    if model_args is not None and not isinstance(model_args, dict):
+        raise ModelError(
+            f"model arguments must be a mapping of names to values, got {type(model_args).__name__}",
+            field="model.args",
+            fix="Give them as --model-arg KEY=VALUE or as a mapping under model.args in the config.",
+        )
     found = model_scheme(spec)
+    if model_args and not is_factory_spec(spec):
+        # Only a factory is called with arguments; a named, saved or folder model is already built.
+        raise ModelError(
+            f"model arguments ({', '.join(sorted(model_args))}) are only passed to a factory "
+            f"'package.module:callable', and {spec!r} is not one",
+            field="model.args",
+            fix="Drop --model-arg / model.args, or name the architecture's factory as the model.",
+        )
     if found is not None:
         scheme, name = found
         if weights:
@@ -434,7 +464,7 @@ def _load_module(spec: str, *, weights: str | None, trust_model: bool) -> tuple[
             )
         return _load_file(path, trust_model), {}
     if ":" in spec:
-        module = build_factory(spec)
+        module = build_factory(spec, model_args)
         if weights:
             load_weights(module, weights)
         return module, {}
@@ -451,7 +481,9 @@ def build_factory(spec: str, kwargs: dict[str, Any] | None = None) -> nn.Module:
         import_object(spec, field="model"),
         kwargs,
         label=spec,
-        fix="Make the factory callable without arguments (or give its kwargs).",
+        fix="Check the factory's keyword arguments (--model-arg KEY=VALUE / model.args) against its signature."
+        if kwargs
+        else "Make the factory callable without arguments (or give its kwargs: --model-arg KEY=VALUE).",
         type_fix="Return an nn.Module from the factory.",
     )
 

@@ -165,6 +165,9 @@ class ModelInfo(Record):
     outputs_probabilities: Flag | None = None
     mean: Any = None
     std: Any = None
+    args: dict[str, Any] | None = Field(
+        None, description="keyword arguments the model's factory was called with"
+    )
 
 
 class DataInfo(Record):

@@ -1,0 +1,239 @@
+"""``cifar10:PATH`` / ``cifar100:PATH``: the official CIFAR files (binary and python versions), read safely."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from robustness.cli import main
+from robustness.core.data import DATA_SCHEMES, load_data
+from robustness.core.errors import DataError
+
+NAMES10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def fake_batch(n: int, seed: int, classes: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return (
+        rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+        rng.integers(0, classes, n),
+        rng.integers(0, 20, n),  # CIFAR-100's coarse labels
+    )
+
+
+def write_cifar10(root: Path, version: str, *, n: int = 4, meta: bool = True, protocol: int = 2) -> dict:
+    """A tiny CIFAR-10 folder in the official layout; returns the batches written, by file name."""
+    folder = root / ("cifar-10-batches-bin" if version == "binary" else "cifar-10-batches-py")
+    folder.mkdir(parents=True)
+    batches = {}
+    names = ["test_batch"] + [f"data_batch_{i}" for i in range(1, 6)]
+    for seed, name in enumerate(names):
+        pixels, labels, _ = fake_batch(n, seed)
+        batches[name] = (pixels, labels)
+        if version == "binary":
+            rows = np.concatenate([labels.astype(np.uint8)[:, None], pixels], axis=1)
+            (folder / f"{name}.bin").write_bytes(rows.tobytes())
+        else:
+            batch = {b"batch_label": name.encode(), b"labels": labels.tolist(), b"data": pixels}
+            (folder / name).write_bytes(pickle.dumps(batch, protocol=protocol))
+    if meta and version == "binary":
+        (folder / "batches.meta.txt").write_text("\n".join(NAMES10) + "\n\n")
+    elif meta:
+        (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": [s.encode() for s in NAMES10]}))
+    return batches
+
+
+def expected(batches: dict, names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    pixels = np.concatenate([batches[n][0] for n in names])
+    labels = np.concatenate([batches[n][1] for n in names])
+    return torch.from_numpy(pixels.reshape(-1, 3, 32, 32) / 255.0).float(), torch.from_numpy(labels)
+
+
+@pytest.mark.parametrize("version", ["binary", "python"])
+def test_cifar10_test_and_train_splits(tmp_path, version):
+    batches = write_cifar10(tmp_path, version)
+    sub = "cifar-10-batches-bin" if version == "binary" else "cifar-10-batches-py"
+    for spec in (f"cifar10:{tmp_path}", f"cifar10:{tmp_path / sub}"):  # the parent or the folder itself
+        ds = load_data(spec)
+        x, y = expected(batches, ["test_batch"])
+        assert ds.x.dtype == torch.float32 and ds.x.shape == (4, 3, 32, 32)
+        assert torch.equal(ds.x, x) and torch.equal(ds.y, y)
+        assert float(ds.x.min()) >= 0.0 and float(ds.x.max()) <= 1.0
+        assert ds.num_classes == 10 and ds.meta["class_names"] == NAMES10
+        assert len(set(ds.ids)) == 4
+    train = load_data(f"cifar10:{tmp_path}:train")
+    x, y = expected(batches, [f"data_batch_{i}" for i in range(1, 6)])
+    assert len(train) == 20 and torch.equal(train.x, x) and torch.equal(train.y, y)
+    assert load_data(f"cifar10:{tmp_path}:train", n_examples=5).meta["class_names"] == NAMES10
+
+
+def test_python_batches_of_protocol_5_load(tmp_path):
+    batches = write_cifar10(tmp_path, "python", protocol=5)
+    assert torch.equal(load_data(f"cifar10:{tmp_path}").y, expected(batches, ["test_batch"])[1])
+
+
+def test_without_meta_there_are_no_class_names(tmp_path):
+    write_cifar10(tmp_path, "binary", meta=False)
+    assert "class_names" not in load_data(f"cifar10:{tmp_path}").meta
+
+
+@pytest.mark.parametrize("version", ["binary", "python"])
+def test_cifar100_uses_fine_labels(tmp_path, version):
+    pixels, fine, coarse = fake_batch(5, 7, classes=100)
+    names = [f"class{i}" for i in range(100)]
+    if version == "binary":
+        folder = tmp_path / "cifar-100-binary"
+        folder.mkdir()
+        rows = np.concatenate(
+            [coarse.astype(np.uint8)[:, None], fine.astype(np.uint8)[:, None], pixels], axis=1
+        )
+        (folder / "test.bin").write_bytes(rows.tobytes())
+        (folder / "fine_label_names.txt").write_text("\n".join(names))
+    else:
+        folder = tmp_path / "cifar-100-python"
+        folder.mkdir()
+        batch = {"data": pixels, "fine_labels": fine.tolist(), "coarse_labels": coarse.tolist()}
+        (folder / "test").write_bytes(pickle.dumps(batch, protocol=2))
+        (folder / "meta").write_bytes(pickle.dumps({"fine_label_names": names}))
+    ds = load_data(f"cifar100:{tmp_path}")
+    assert torch.equal(ds.y, torch.from_numpy(fine)) and ds.num_classes == 100
+    assert torch.equal(ds.x, torch.from_numpy(pixels.reshape(-1, 3, 32, 32) / 255.0).float())
+    assert ds.meta["class_names"] == names
+
+
+def test_code_in_a_python_batch_is_refused_and_does_not_run(tmp_path):
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    (folder / "test_batch").write_bytes(pickle.dumps({"data": Payload(), "labels": [0]}, protocol=2))
+    with pytest.raises(DataError, match="refused and nothing in it ran") as e:
+        load_data(f"cifar10:{tmp_path}")
+    assert str(folder / "test_batch") in e.value.message
+    assert not marker.exists()
+    # the same through a meta file, and with an object array (which would unpickle its items)
+    write_cifar10(tmp_path / "b", "python", meta=False)
+    meta = tmp_path / "b" / "cifar-10-batches-py" / "batches.meta"
+    meta.write_bytes(pickle.dumps({"label_names": [Payload()]}))
+    with pytest.raises(DataError, match="refused"):
+        load_data(f"cifar10:{tmp_path / 'b'}")
+    assert not marker.exists()
+    obj = tmp_path / "c" / "cifar-10-batches-py"
+    obj.mkdir(parents=True)
+    (obj / "test_batch").write_bytes(pickle.dumps({"data": np.array([1, "x"], dtype=object), "labels": [0]}))
+    with pytest.raises(DataError, match="not a readable CIFAR python batch"):
+        load_data(f"cifar10:{tmp_path / 'c'}")
+
+
+def test_missing_folder_and_missing_batch_are_named(tmp_path):
+    with pytest.raises(DataError, match="holds no CIFAR10 files"):
+        load_data(f"cifar10:{tmp_path}")
+    write_cifar10(tmp_path, "binary")
+    gone = tmp_path / "cifar-10-batches-bin" / "data_batch_3.bin"
+    gone.unlink()
+    with pytest.raises(DataError, match="data_batch_3.bin is missing"):
+        load_data(f"cifar10:{tmp_path}:train")
+    with pytest.raises(DataError, match="names no folder"):
+        load_data("cifar10:")
+
+
+def test_truncated_binary_record_is_named(tmp_path):
+    write_cifar10(tmp_path, "binary")
+    path = tmp_path / "cifar-10-batches-bin" / "test_batch.bin"
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(DataError, match="not a whole number of 3073-byte records") as e:
+        load_data(f"cifar10:{tmp_path}")
+    assert "test_batch.bin" in e.value.message
+
+
+def test_wrong_sizes_and_labels_are_named(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    (folder / "test_batch").write_bytes(
+        pickle.dumps({"data": np.zeros((2, 100), np.uint8), "labels": [0, 1]})
+    )
+    with pytest.raises(DataError, match=r"test_batch: 'data' is \(2, 100\)"):
+        load_data(f"cifar10:{tmp_path}")
+    (folder / "test_batch").write_bytes(pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [0]}))
+    with pytest.raises(DataError, match="labels are not a list of 2"):
+        load_data(f"cifar10:{tmp_path}")
+    (folder / "test_batch").write_bytes(pickle.dumps({"data": np.zeros((1, 3072), np.uint8), "labels": [12]}))
+    with pytest.raises(DataError, match="label 12 is outside 0..9"):
+        load_data(f"cifar10:{tmp_path}")
+    (folder / "test_batch").write_bytes(b"not a pickle")
+    with pytest.raises(DataError, match="not a readable CIFAR python batch"):
+        load_data(f"cifar10:{tmp_path}")
+
+
+def test_meta_with_the_wrong_class_count_is_named(tmp_path):
+    write_cifar10(tmp_path, "binary")
+    (tmp_path / "cifar-10-batches-bin" / "batches.meta.txt").write_text("cat\ndog\n")
+    with pytest.raises(DataError, match="batches.meta.txt names 2 classes, expected 10"):
+        load_data(f"cifar10:{tmp_path}")
+
+
+def test_schemes_are_registered():
+    assert {"cifar10", "cifar100"} <= set(DATA_SCHEMES.names())
+
+
+def test_cli_evaluate_matches_numpy(tmp_path, monkeypatch, capsys):
+    batches = write_cifar10(tmp_path, "binary", n=12)
+    (tmp_path / "rb_cifar_models.py").write_text(
+        textwrap.dedent(
+            """
+            import torch
+            from torch import nn
+
+            def make(num_classes=10):
+                torch.manual_seed(0)
+                return nn.Sequential(nn.Flatten(), nn.Linear(3072, num_classes))
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import rb_cifar_models
+
+    net = rb_cifar_models.make()
+    save_file(net.state_dict(), str(tmp_path / "w.safetensors"))
+    argv = ["evaluate", "--model", "rb_cifar_models:make", "--model-arg", "num_classes=10"]
+    argv += ["--weights", str(tmp_path / "w.safetensors"), "--data", f"cifar10:{tmp_path}", "--device", "cpu"]
+    code = main([*argv, "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    # independent numpy arithmetic on the same bytes
+    pixels, labels = batches["test_batch"]
+    w = net[1].weight.detach().numpy().astype(np.float64)
+    b = net[1].bias.detach().numpy().astype(np.float64)
+    pred = (pixels.astype(np.float64) / 255.0 @ w.T + b).argmax(1)
+    assert json.loads(out)["accuracy"] == pytest.approx(float((pred == labels).mean()))
+
+
+def test_validate_checks_the_files_without_reading_them(tmp_path, capsys):
+    import yaml
+
+    write_cifar10(tmp_path, "binary")
+    cfg = {
+        "model": {"spec": "zoo:digits-cnn", "device": "cpu"},
+        "data": {"spec": f"cifar10:{tmp_path}:train"},
+        "threat": {"norm": "linf", "eps": [0.03]},
+        "output": {"dir": str(tmp_path / "out"), "formats": ["json"]},
+    }
+    path = tmp_path / "audit.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["validate", str(path)]) == 0, capsys.readouterr().err
+    (tmp_path / "cifar-10-batches-bin" / "data_batch_5.bin").unlink()
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "data.spec" in err and "data_batch_5.bin is missing" in err
