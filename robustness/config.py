@@ -50,6 +50,7 @@ from pydantic import (
 )
 
 from robustness.core.errors import ConfigError
+from robustness.core.threads import MAX_THREADS
 
 if TYPE_CHECKING:
     from robustness.core.schema import AuditResults
@@ -322,7 +323,7 @@ class AuditConfig(_Section):
     gates: GatesSection = Field(default_factory=GatesSection)
     output: OutputSection = Field(default_factory=OutputSection)
     seed: Seed = Field(0, description="seed of the attacks (and of the data subset unless data.seed is set)")
-    threads: Literal["auto"] | Annotated[StrictInt, Field(ge=1, le=1024)] = Field(
+    threads: Literal["auto"] | Annotated[StrictInt, Field(ge=1, le=MAX_THREADS)] = Field(
         "auto",
         description="CPU threads for the model (auto: 1 for a model whose batch pass is tiny, else the free "
         "cores; more threads than that only spin against other jobs on a shared runner)",
@@ -883,7 +884,7 @@ def check_model_spec(spec: str, weights: str | None, *, field: str, weights_fiel
     """The model spec's kind as ``robustness.core.model.load_model`` tells it, and its files; no code
     from a model file or folder runs (a factory named in the config is imported, not called)."""
     from robustness.core.errors import RobustnessError
-    from robustness.core.model import MODEL_CARD, MODEL_SUFFIXES, import_object
+    from robustness.core.model import MODEL_CARD, MODEL_SUFFIXES, import_object, model_scheme
 
     def no_weights(kind: str) -> None:
         if weights:
@@ -895,11 +896,20 @@ def check_model_spec(spec: str, weights: str | None, *, field: str, weights_fiel
 
     path = _spec_path(spec, field)
     try:
-        if spec.startswith("zoo:"):
-            from robustness import zoo
-
-            zoo.entry(spec[4:])
-            no_weights("a zoo model")
+        found = model_scheme(spec)
+        if found is not None:
+            scheme, name = found
+            # a scheme's own check of a name without loading it (the zoo would train on first use)
+            check = getattr(scheme, "check", None)
+            if check is not None:
+                check(name)
+            elif name not in scheme.names():
+                raise ConfigError(
+                    f"unknown model {spec!r}",
+                    field=field,
+                    fix=f"Known: {', '.join(spec.partition(':')[0] + ':' + n for n in scheme.names())}.",
+                )
+            no_weights(f"a {spec.partition(':')[0]} model")
         elif path.is_dir():
             no_weights("a model folder")
             check_file(str(path / MODEL_CARD), field, f"model folder's {MODEL_CARD}")
@@ -939,22 +949,16 @@ def check_data_spec(
     n_field = field.rsplit(".", 1)[0] + ".n_examples"
     path = _spec_path(spec, field)
     try:
-        if spec.startswith("builtin:"):
-            from robustness.core.data import load_data
+        from robustness.core.data import data_scheme, load_data
 
-            load_data(spec, n_examples=n_examples, bounds=bounds)  # bundled and small: loading is the check
-            return
-        from robustness.core.data import DATA_SCHEMES
-
-        prefix = spec.partition(":")[0]
-        if ":" in spec and prefix and "." not in prefix and "/" not in prefix and prefix in DATA_SCHEMES:
-            # a scheme's own light check (its files are there) when it has one; else loading is the check
-            check = getattr(DATA_SCHEMES.get(prefix), "check", None)
+        loader = data_scheme(spec)
+        if loader is not None:
+            # a scheme's own light check (its files are there) when it has one; else loading is the
+            # check (builtin: is bundled and small)
+            check = getattr(loader, "check", None)
             if check is not None:
                 check(spec)
             else:
-                from robustness.core.data import load_data
-
                 load_data(spec, n_examples=n_examples, bounds=bounds)
             return
         if path.suffix == ".npz" or path.exists():

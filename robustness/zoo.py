@@ -235,6 +235,10 @@ class ZooScheme:
     def names(self) -> list[str]:
         return sorted({*ZOO, *ARCHITECTURES})
 
+    def check(self, name: str) -> None:
+        """Refuse an unknown trained model without loading (or training) it."""
+        entry(name)
+
     def factory_paths(self) -> set[str]:
         return builtin_factory_paths()
 

@@ -97,16 +97,16 @@ def model_args_from(args: argparse.Namespace) -> dict[str, Any] | None:
 
 
 def threads_arg(text: str) -> int | str:
-    """argparse type of ``--threads``: ``auto`` or a positive integer."""
-    if text == "auto":
-        return text
+    """argparse type of ``--threads``: ``auto`` or a count (the rule is core.threads.check_threads)."""
+    from robustness.core.errors import ConfigError
+    from robustness.core.threads import MAX_THREADS, check_threads
+
     try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= 1024:
-        raise argparse.ArgumentTypeError(f"must be auto or an integer from 1 to 1024, got {text[:30]!r}")
-    return value
+        return check_threads(text if text == "auto" else int(text))
+    except (ValueError, ConfigError):
+        raise argparse.ArgumentTypeError(
+            f"must be auto or an integer from 1 to {MAX_THREADS}, got {text[:30]!r}"
+        ) from None
 
 
 def add_data_options(p: argparse.ArgumentParser, *, required: bool = True) -> None:

@@ -128,10 +128,18 @@ DATA_SCHEMES: Registry[Callable[[str], Dataset]] = Registry(
 )
 
 
-def _load(spec: str) -> Dataset:
+def data_scheme(spec: str) -> Callable[[str], Dataset] | None:
+    """The registered loader of a ``SCHEME:...`` spec, or None for other specs."""
     prefix, sep, _ = spec.partition(":")
     if sep and prefix and "." not in prefix and "/" not in prefix and prefix in DATA_SCHEMES:
-        return DATA_SCHEMES.get(prefix)(spec)
+        return DATA_SCHEMES.get(prefix)
+    return None
+
+
+def _load(spec: str) -> Dataset:
+    loader = data_scheme(spec)
+    if loader is not None:
+        return loader(spec)
     path = Path(spec)
     if path.suffix == ".npz" or path.exists():
         return _load_npz(path, spec)

@@ -376,7 +376,9 @@ class ModelScheme(Protocol):
     A scheme lives above the ground floor (the zoo trains its models through ``defenses``), so
     it registers itself in :data:`MODEL_SCHEMES` from its own module, found through the
     ``robustness.plugins`` entry-point group; loading a model never imports what a scheme needs
-    until that scheme is used.
+    until that scheme is used. A scheme may also offer ``check(name)``, which ``robustness
+    validate`` calls to refuse an unknown name without loading the model; without it the name is
+    looked up in :meth:`names`.
     """
 
     def load(self, name: str) -> tuple[nn.Module, dict[str, Any]]:

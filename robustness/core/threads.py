@@ -50,13 +50,16 @@ def idle_cores(cores: int | None = None) -> int:
     return max(1, min(cores, cores - int(load + 0.5)))
 
 
+MAX_THREADS = 1024
+
+
 def check_threads(value: int | str | None, *, field: str = "threads") -> int | str:
-    """Validate a ``threads`` setting: ``auto`` (or None) or a positive integer."""
+    """Validate a ``threads`` setting: ``auto`` (or None) or an integer from 1 to :data:`MAX_THREADS`."""
     if value is None or value == "auto":
         return "auto"
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_THREADS:
         raise ConfigError(
-            f"threads must be 'auto' or a positive integer, got {value!r}",
+            f"threads must be 'auto' or an integer from 1 to {MAX_THREADS}, got {value!r}",
             field=field,
             fix="Use auto (the default: chosen from the model's cost and the free cores) or e.g. 1.",
         )

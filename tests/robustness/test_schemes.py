@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from robustness.core.data import DATA_SCHEMES, Dataset, load_data
-from robustness.core.errors import DataError, ModelError
+from robustness.core.errors import ConfigError, DataError, ModelError
 from robustness.core.model import MODEL_SCHEMES, build_architecture, load_model
 from robustness.core.registry import Registry
 
@@ -68,3 +68,13 @@ def test_unknown_names_get_the_one_error():
     assert str(e.value) == "widget: unknown widget 'sprockett'. Known: sprocket. Did you mean 'sprocket'?"
     with pytest.raises(ValueError, match="registered twice"):
         registry.add("sprocket", 2)
+
+
+def test_validate_checks_a_registered_scheme_without_loading_it(toy_schemes):
+    from robustness.config import check_data_spec, check_model_spec
+
+    check_model_spec("toy:linear", None, field="model.spec")
+    check_data_spec("toy:anything", "data.spec")
+    with pytest.raises(ConfigError, match="unknown model 'toy:nope'") as e:
+        check_model_spec("toy:nope", None, field="model.spec")
+    assert e.value.field == "model.spec" and "toy:linear" in e.value.fix
