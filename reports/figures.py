@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
-    from robustness.core.schema import AuditResults
+    from robustness.core.schema import (
+        AuditResults,
+        SectionCurve,
+        SectionFigure,
+        SectionHeatmap,
+        SectionImages,
+    )
 
 DPI = 150
 
@@ -215,5 +221,102 @@ def example_grid(examples: dict[str, Any], bounds: tuple[float, float] = (0.0, 1
     ax.imshow(canvas, interpolation="nearest")
     for x, yy, text in captions:
         ax.text(x, yy, text, ha="center", va="bottom", fontsize=6, linespacing=1.1)
+    ax.set_axis_off()
+    return _png(fig)
+
+
+# -- the figures of audit sections (SectionView.figures) -----------------------------------------
+
+
+def section_figure(figure: SectionFigure) -> bytes:
+    """Draw one figure of a section's view, whichever kind it is."""
+    from robustness.core.schema import SectionCurve, SectionHeatmap, SectionImages
+
+    if isinstance(figure, SectionCurve):
+        return section_curve(figure)
+    if isinstance(figure, SectionHeatmap):
+        return section_heatmap(figure)
+    if isinstance(figure, SectionImages):
+        return section_images(figure)
+    raise TypeError(f"unknown section figure {type(figure).__name__}")
+
+
+def section_curve(curve: SectionCurve) -> bytes:
+    """A section's line chart: one line per series, its interval as a band, log axes on request."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    markers = {"line": "o-", "dashed": "s--", "points": "o"}
+    for series in curve.series:
+        (line,) = ax.plot(series.x, series.y, markers[series.style], lw=1.6, ms=3.5, label=series.name)
+        if series.lower is not None and series.upper is not None:
+            ax.fill_between(series.x, series.lower, series.upper, color=line.get_color(), alpha=0.15)
+    if curve.log_x:
+        ax.set_xscale("log")
+    if curve.log_y:
+        ax.set_yscale("log")
+    ax.set_xlabel(curve.x_label)
+    ax.set_ylabel(curve.y_label)
+    ax.grid(alpha=0.3, which="both" if curve.log_x or curve.log_y else "major")
+    if len(curve.series) > 1 or (curve.series and curve.series[0].name):
+        ax.legend(fontsize=7)
+    ax.set_title(curve.title, fontsize=10)
+    return _png(fig)
+
+
+def section_heatmap(heatmap: SectionHeatmap) -> bytes:
+    """A section's table of numbers as colours, each cell written out (as a percentage when the
+    scale is [0, 1])."""
+    import numpy as np
+
+    plt = _pyplot()
+    m = np.array([[np.nan if v is None else float(v) for v in row] for row in heatmap.values], dtype=float)
+    n_rows, n_cols = m.shape if m.size else (len(heatmap.rows), len(heatmap.columns))
+    fig, ax = plt.subplots(figsize=(1.8 + 0.75 * n_cols, 0.9 + 0.28 * n_rows))
+    im = ax.imshow(np.ma.masked_invalid(m), cmap="RdYlGn", vmin=heatmap.lo, vmax=heatmap.hi, aspect="auto")
+    as_pct = heatmap.lo == 0.0 and heatmap.hi == 1.0
+    for i in range(n_rows):
+        for j in range(n_cols):
+            v = m[i, j]
+            text = "n/a" if np.isnan(v) else (f"{100 * v:.0f}%" if as_pct else f"{v:.3g}")
+            ax.text(j, i, text, ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(n_cols), heatmap.columns, fontsize=8)
+    ax.set_yticks(range(n_rows), heatmap.rows, fontsize=8)
+    ax.set_xlabel(heatmap.column_label)
+    ax.set_ylabel(heatmap.row_label)
+    fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02, label=heatmap.value_label)
+    ax.set_title(heatmap.title, fontsize=10)
+    return _png(fig)
+
+
+def section_images(strip: SectionImages) -> bytes:
+    """A section's strip of small images with a caption under each, composed into one array."""
+    import numpy as np
+
+    plt = _pyplot()
+    tiles = []
+    for image in strip.images:
+        a = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
+        tiles.append(np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a[..., :3])
+    if not tiles:
+        raise ValueError("a strip of images needs at least one image")
+    h = max(t.shape[0] for t in tiles)
+    w = max(t.shape[1] for t in tiles)
+    gap = max(1, w // 4)
+    per_row = min(len(tiles), 8)
+    n_rows = -(-len(tiles) // per_row)
+    cap = max(2, int(round(h * 0.35)))
+    canvas = np.ones((n_rows * (h + cap) + gap, per_row * (w + gap) + gap, 3), dtype=np.float32)
+    places = []
+    for k, tile in enumerate(tiles):
+        r, c = divmod(k, per_row)
+        top, left = gap + r * (h + cap), gap + c * (w + gap)
+        canvas[top : top + tile.shape[0], left : left + tile.shape[1]] = tile
+        places.append((left + w / 2 - 0.5, top + h - 0.2))
+    fig_w = min(7.5, 1.0 * per_row + 0.5)
+    fig = plt.figure(figsize=(fig_w, fig_w * canvas.shape[0] / canvas.shape[1]))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.imshow(canvas, interpolation="nearest")
+    for (x, y), text in zip(places, strip.captions):
+        ax.text(x, y, text, ha="center", va="top", fontsize=6, linespacing=1.1)
     ax.set_axis_off()
     return _png(fig)

@@ -724,21 +724,30 @@ def _check_entry(w: _Writer, c: CheckOutcome) -> None:
     d.ln(1.5)
 
 
-# Width of the names in a section's key-value list (mm).
+# Width of the names in a section's key-value list, and of a section's figures (mm).
 SECTION_KEY_WIDTH = 62
+FIGURE_WIDTH = 150
 
 
 def _section(w: _Writer, result: SectionResult) -> None:
     """One audit section (the watermark today), as its result describes itself."""
+    from reports import figures
+
     view = result.view()
     w.h1(view.title)
     if view.pairs:
         w.kv(view.pairs, key_w=SECTION_KEY_WIDTH)
-    if view.table is not None:
-        widths = view.table.widths
+    for table in view.all_tables():
+        if table.title:
+            w.h3(table.title)
+        widths = table.widths
         if widths:
             widths = tuple(w.doc.epw * x / sum(widths) for x in widths)
-        w.table(view.table.header, view.table.rows, widths)
+        w.table(table.header, table.rows, widths)
+    for figure in view.figures:
+        w.image(figures.section_figure(figure), FIGURE_WIDTH)
+        if figure.caption:
+            w.p(figure.caption, 8, colour=GREY)
     for note in view.notes:
         if note.style == "caption":
             w.p(note.text, 8, colour=GREY)

@@ -301,6 +301,7 @@ class SectionTable:
     header: list[str]
     rows: list[list[str]]
     widths: tuple[float, ...] | None = None  # relative column widths
+    title: str = ""  # a sub-heading above the table, where a section has several
 
 
 @dataclass
@@ -310,9 +311,71 @@ class SectionNote:
 
 
 @dataclass
+class CurveSeries:
+    """One line of a :class:`SectionCurve`; ``lower``/``upper`` (same length as ``x``) draw its
+    interval as a band."""
+
+    name: str
+    x: list[float]
+    y: list[float]
+    lower: list[float] | None = None
+    upper: list[float] | None = None
+    style: Literal["line", "dashed", "points"] = "line"
+
+
+@dataclass
+class SectionCurve:
+    """A line chart of a section (a ROC curve, accuracy over a budget): the numbers to draw,
+    taken from the section's fields; each renderer draws it its own way."""
+
+    title: str
+    x_label: str
+    y_label: str
+    series: list[CurveSeries]
+    log_x: bool = False
+    log_y: bool = False
+    caption: str = ""
+
+
+@dataclass
+class SectionHeatmap:
+    """A table of numbers drawn as colours (accuracy per corruption and severity);
+    ``values[i][j]`` belongs to ``rows[i]`` and ``columns[j]``, None where not measured."""
+
+    title: str
+    rows: list[str]
+    columns: list[str]
+    values: list[list[float | None]]
+    value_label: str
+    row_label: str = ""
+    column_label: str = ""
+    lo: float = 0.0
+    hi: float = 1.0
+    caption: str = ""
+
+
+@dataclass
+class SectionImages:
+    """A strip of small images (examples of a corruption), each ``H x W`` (grey) or
+    ``H x W x C`` with values in [0, 1], one caption each."""
+
+    title: str
+    images: list[list[Any]]
+    captions: list[str]
+    caption: str = ""
+
+
+SectionFigure = SectionCurve | SectionHeatmap | SectionImages
+
+
+@dataclass
 class SectionView:
-    """What every renderer shows of a section, as text: the PDF draws the heading, the pairs, the
-    table and the notes; Markdown prints ``**label:** summary``."""
+    """What every renderer shows of a section: the PDF draws the heading, the pairs, the tables,
+    the figures and the notes; Markdown prints ``**label:** summary``; the HTML report all of it.
+
+    ``table`` is the one table most sections have; ``tables`` holds any further ones (each
+    renderer shows ``table`` first, then ``tables`` in order).
+    """
 
     title: str
     label: str
@@ -320,6 +383,12 @@ class SectionView:
     pairs: list[tuple[str, str]] = field(default_factory=list)
     table: SectionTable | None = None
     notes: list[SectionNote] = field(default_factory=list)
+    tables: list[SectionTable] = field(default_factory=list)
+    figures: list[SectionFigure] = field(default_factory=list)
+
+    def all_tables(self) -> list[SectionTable]:
+        """``table`` (when set) then ``tables``: what a renderer iterates."""
+        return ([self.table] if self.table is not None else []) + list(self.tables)
 
 
 class SectionResult(Record):
