@@ -42,6 +42,7 @@ class Renderer:
     aliases: tuple[str, ...] = ()
     suffixes: tuple[str, ...] = ()  # file suffixes that mean this format ('robustness report -o x.pdf')
     order: int = 100  # position among the formats (config default, CLI choices, render order)
+    default: bool = True  # written when the config names no formats (an export on request is not)
 
 
 RENDERERS: Registry[Renderer] = Registry("report format", package="reports", error=UsageError, field="format")
@@ -54,11 +55,13 @@ def renderer(
     aliases: Iterable[str] = (),
     suffixes: Iterable[str] = (),
     order: int = 100,
+    default: bool = True,
 ) -> Callable[[Callable[..., Path]], Callable[..., Path]]:
-    """Decorator a renderer file puts on its write function to register the format ``name``."""
+    """Decorator a renderer file puts on its write function to register the format ``name``;
+    ``default=False`` for a format written only when asked for."""
 
     def register(write: Callable[..., Path]) -> Callable[..., Path]:
-        RENDERERS.add(name, Renderer(name, filename, write, tuple(aliases), tuple(suffixes), order))
+        RENDERERS.add(name, Renderer(name, filename, write, tuple(aliases), tuple(suffixes), order, default))
         return write
 
     return register
@@ -72,6 +75,11 @@ def renderers() -> list[Renderer]:
 def output_formats() -> list[str]:
     """Every output format: ``json`` (results.json, always written) and each renderer's."""
     return [*NOT_RENDERED, *(r.name for r in renderers())]
+
+
+def default_formats() -> list[str]:
+    """The formats an audit writes when its config names none: ``json`` and every default renderer's."""
+    return [*NOT_RENDERED, *(r.name for r in renderers() if r.default)]
 
 
 def canonical_format(name: str) -> str:

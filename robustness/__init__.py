@@ -18,6 +18,8 @@ _LAZY = {
     "Dataset": "robustness.core.data",
     "ThreatModel": "robustness.core.threat",
     "RobustnessError": "robustness.core.errors",
+    # results.json with its pandas tables (.robust, .samples, .attacks); pandas loads on first use
+    "load_results": "robustness.tables",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -63,6 +63,13 @@ def output_formats() -> list[str]:
     return formats()
 
 
+def default_formats() -> list[str]:
+    """``output.formats`` when the config names none: json and every default renderer's format."""
+    from reports import default_formats as formats
+
+    return formats()
+
+
 def _known_format(name: str) -> str:
     known = output_formats()
     if name not in known:
@@ -301,7 +308,7 @@ class GatesSection(_Section):
 class OutputSection(_Section):
     dir: str = "runs/audit"
     formats: list[Annotated[str, AfterValidator(_known_format)]] = Field(
-        default_factory=output_formats, json_schema_extra=_formats_schema
+        default_factory=default_formats, json_schema_extra=_formats_schema
     )
 
     @field_validator("dir")

@@ -40,21 +40,28 @@ def format_choices(command: str) -> list[str]:
 
 
 def test_the_builtin_formats_come_from_the_registry():
-    assert reports.output_formats() == ["json", "pdf", "junit", "md"]
-    assert {r.name: r.filename for r in reports.renderers()} == {
+    assert reports.default_formats() == ["json", "pdf", "html", "junit", "md"]
+    assert {r.name: r.filename for r in reports.renderers() if r.default} == {
         "pdf": "report.pdf",
+        "html": "report.html",
         "junit": "junit.xml",
         "md": "summary.md",
     }
-    assert format_choices("audit") == ["json", "pdf", "junit", "md"]
-    assert format_choices("report") == ["pdf", "junit", "md"]
+    assert format_choices("audit") == reports.output_formats()
+    assert format_choices("report") == reports.output_formats()[1:]
     assert reports.canonical_format("markdown") == "md" and reports.format_for_suffix(".xml") == "junit"
 
 
 def test_a_toy_renderer_is_found_everywhere(toy, tmp_path, capsys):
     # the config: its schema, its default and its validation
     enum = json_schema()["$defs"]["OutputSection"]["properties"]["formats"]["items"]["enum"]
-    assert enum == ["json", "pdf", "junit", "md", "toy"]
+    assert enum == [*reports.output_formats()[:-1], "toy"] and enum[:5] == [
+        "json",
+        "pdf",
+        "html",
+        "junit",
+        "md",
+    ]
     cfg = {"model": {"spec": "zoo:digits-cnn"}, "data": {"spec": "builtin:digits"}, "threat": {"eps": [0.1]}}
     assert parse_config(cfg).output.formats[-1] == "toy"
     assert parse_config({**cfg, "output": {"formats": ["json", "toy"]}}).output.formats == ["json", "toy"]
@@ -82,3 +89,22 @@ def test_an_unknown_format_names_the_known_ones(capsys):
     with pytest.raises(Exception) as exc:
         reports.canonical_format("latex")
     assert "unknown report format 'latex'" in str(exc.value) and "pdf" in str(exc.value)
+
+
+def test_an_export_renderer_is_written_only_when_asked_for():
+    @reports.renderer("toy-export", "export.json", default=False)
+    def write(results: AuditResults, path: Path, *, source: Path | None = None) -> Path:
+        return atomic_write_text(path, "{}")
+
+    try:
+        cfg = {
+            "model": {"spec": "zoo:digits-cnn"},
+            "data": {"spec": "builtin:digits"},
+            "threat": {"eps": [0.1]},
+        }
+        assert "toy-export" in reports.output_formats() and "toy-export" in format_choices("audit")
+        assert "toy-export" not in parse_config(cfg).output.formats
+        asked = {**cfg, "output": {"formats": ["json", "toy-export"]}}
+        assert parse_config(asked).output.formats == ["json", "toy-export"]
+    finally:
+        reports.RENDERERS._items.pop("toy-export", None)

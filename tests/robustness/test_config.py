@@ -58,7 +58,7 @@ def test_defaults_and_sorted_eps():
     assert cfg.threat.eps == [0.05, 0.1]
     assert cfg.attacks == "standard"
     assert cfg.sanity_checks.enabled and cfg.gates.judge == "ci_low"
-    assert cfg.output.formats == ["json", "pdf", "junit", "md"]
+    assert cfg.output.formats == ["json", "pdf", "html", "junit", "md"]
     assert parse_config(base(threat={"eps": 0.1})).threat.eps == [0.1]
 
 
