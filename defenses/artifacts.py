@@ -60,6 +60,7 @@ def write_curve(folder: Path, log: list[dict[str, Any]], title: str) -> Path | N
         ("train_accuracy", "train (on training inputs)", "tab:gray"),
         ("val_clean_accuracy", "validation, clean", "tab:blue"),
         ("val_robust_accuracy", "validation, robust (PGD)", "tab:red"),
+        ("val_noisy_accuracy", "validation, under the training noise", "tab:green"),
     ):
         pts = [(r["epoch"], r[key]) for r in log if r.get(key) is not None]
         if pts:

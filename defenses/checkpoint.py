@@ -2,7 +2,8 @@
 
 A checkpoint holds the weights, optimiser, scheduler and AMP scaler states, every random
 number generator the run draws from, the epoch, the best epoch's weights and metrics, the
-early-stopping counter and the log. It is written atomically after every epoch, so a run
+early-stopping counter, the log and the method's own state (a private method's privacy
+accounting, so that a resumed run reports the epsilon of every step taken). It is written atomically after every epoch, so a run
 killed at any moment resumes from the last completed epoch and ends with the same weights
 (on CPU) as a run that was never interrupted.
 """

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -122,6 +123,14 @@ class Objective:
     accuracy). ``needs_validation`` and ``guards_collapse``: the catastrophic-overfitting guard
     of fast adversarial training. ``listed``: False for helpers that other methods train with
     (a distillation teacher), left out of the command line's method list.
+    ``selection_metric``: a key of the epoch's validation row (added by :meth:`validation`)
+    that picks the best epoch before clean accuracy. ``keeps_last_epoch``: the saved model is
+    always the last epoch (a private method: choosing an epoch on data outside its guarantee
+    would leak that data).
+
+    Beyond :meth:`loss`, a method may take over parts of the loop through the hooks below
+    (plain training needs none): the batches of an epoch, the optimiser, its own validation
+    numbers, a per-epoch log entry, state that a resumed run must continue, and the model card.
     """
 
     name: ClassVar[str] = ""
@@ -132,6 +141,8 @@ class Objective:
     needs_validation: ClassVar[bool] = False
     guards_collapse: ClassVar[bool] = False
     listed: ClassVar[bool] = True
+    selection_metric: ClassVar[str | None] = None
+    keeps_last_epoch: ClassVar[bool] = False
 
     def __init__(self, config: TrainConfig, model: ModelUnderTest, generator: torch.Generator) -> None:
         self.config = config
@@ -149,8 +160,44 @@ class Objective:
         """The type of each hyper-parameter."""
         return {name: param.type for name, param in cls.hyperparameters.items()}
 
+    @classmethod
+    def check_run(cls, config: TrainConfig, model: ModelUnderTest, n_train: int, world_size: int) -> None:
+        """Refuse a model, data size or launch this method cannot train (before anything is written)."""
+
     def prepare(self, trainer: Trainer) -> None:
         """Work before the first epoch (distillation trains its teacher here)."""
+
+    def batches(self, n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+        """The index batches of one epoch: a seeded permutation of the ``n`` samples, cut in order."""
+        perm = torch.randperm(n, generator=generator)
+        for start in range(0, n, batch_size):
+            yield perm[start : start + batch_size]
+
+    def wrap_optimizer(self, optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+        """The optimiser the loop steps (a private method clips and noises the gradients here)."""
+        return optimizer
+
+    def validation(self, x: torch.Tensor, y: torch.Tensor, seed: int) -> dict[str, Any]:
+        """The method's own validation numbers for the epoch's log row (beyond clean and PGD accuracy)."""
+        return {}
+
+    def epoch_end(self) -> dict[str, Any]:
+        """Entries for the epoch's log row once its last step is taken (e.g. the privacy spent)."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs beyond weights, optimiser and generators (saved in every checkpoint)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any] | None) -> None:
+        """Continue from :meth:`state_dict` of the checkpoint (``None``: it holds none)."""
+
+    def close(self) -> None:
+        """Undo what :meth:`prepare` attached to the model (hooks), whether training ended or failed."""
+
+    def card_fields(self) -> dict[str, Any]:
+        """Top-level entries of the model card (``epsilon`` and ``delta`` of a private run)."""
+        return {}
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch loss (scalar, differentiable w.r.t. the weights) and the logits it trained on."""

@@ -119,11 +119,24 @@ class Trainer:
         self._initial_state = copy.deepcopy(module.state_dict())
         self._train: Dataset | None = None
         self._val: Dataset | None = None
+        self._objective: Objective | None = None
         self._output: Path | None = None
         self._resume = False
         self.card_extra: dict[str, Any] = {}
 
     # -- public ----------------------------------------------------------------------------
+    @property
+    def objective(self) -> Objective | None:
+        """The method's objective of the current (or last) :meth:`fit`; None before one."""
+        return self._objective
+
+    @property
+    def n_train(self) -> int:
+        """The number of samples trained on (after the validation hold-out); known once :meth:`fit` runs."""
+        if self._train is None:
+            raise RuntimeError("n_train is known once fit() has split the data")
+        return len(self._train)
+
     def fit(
         self,
         train: Dataset,
@@ -145,6 +158,8 @@ class Trainer:
         if self._train.num_classes and not self.mut.num_classes:
             self.mut.num_classes = int(self._train.num_classes)
         dist = self.dist
+        # A run the method cannot do is refused before the output folder is claimed.
+        self.objective_class.check_run(cfg, self.mut, len(self._train), dist.world_size)
         # Rank 0 claims the folder and reads the checkpoint; the others get its answer (or its error).
         state = dist.main_only(self._claim_output)
 
@@ -156,13 +171,16 @@ class Trainer:
         obj_gen = torch.Generator(device=dev).manual_seed(cfg.seed + 1 + _RANK_STRIDE * dist.rank)
         gens = {"data": data_gen, "objective": obj_gen}
         objective: Objective = self.objective_class(cfg, self.mut, obj_gen)
+        self._objective = objective
         objective.prepare(self)
         torch.manual_seed(cfg.seed + _RANK_STRIDE * dist.rank)  # the global generator (dropout)
 
         net = self.mut.net
         n_batches = -(-len(self._train) // cfg.batch_size)
-        optimizer = build_optimizer(net, cfg)
-        scheduler = build_scheduler(optimizer, cfg, n_batches)
+        base_optimizer = build_optimizer(net, cfg)
+        scheduler = build_scheduler(base_optimizer, cfg, n_batches)
+        # The schedule sets the learning rate of the wrapped optimiser (they share its parameter groups).
+        optimizer = objective.wrap_optimizer(base_optimizer)
         scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None
         autocast = (
             torch.autocast("cuda", dtype=torch.bfloat16 if cfg.amp == "bf16" else torch.float16)
@@ -179,6 +197,7 @@ class Trainer:
             if scaler is not None and state.get("scaler"):
                 scaler.load_state_dict(state["scaler"])
             self._restore_rng(state, gens)
+            objective.load_state_dict(state.get("objective"))
             start_epoch, best, bad_epochs = state["epoch"], state["best"], state["bad_epochs"]
             stopped, log, train_time = state["stopped"], list(state["log"]), state["train_time_s"]
             if self.verbose and start_epoch < cfg.epochs and not stopped:
@@ -197,21 +216,29 @@ class Trainer:
                     break
                 t0 = time.perf_counter()
                 net.train()
-                perm = torch.randperm(len(y_train), generator=data_gen)
                 # Running sums stay on the device: no host synchronisation per step.
                 loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
                 correct = torch.zeros((), dtype=torch.int64, device=dev)
                 seen = 0
                 bar = self._bar(n_batches, epoch)
-                for i in range(0, len(perm), cfg.batch_size):
-                    idx = perm[i : i + cfg.batch_size]
-                    n_global = int(idx.numel())
-                    idx = idx[dist.rank :: dist.world_size] if dist.enabled else idx
+                for batch in objective.batches(len(y_train), cfg.batch_size, data_gen):
+                    n_global = int(batch.numel())
+                    if n_global == 0:
+                        # Poisson sampling (a private method) can draw an empty batch; the step still
+                        # happens, as the privacy accounting assumes: the optimiser adds its noise.
+                        optimizer.zero_grad(set_to_none=True)
+                        optimizer.step()
+                        if per_step(cfg.schedule):
+                            scheduler.step()
+                        if bar is not None:
+                            bar.update(1)
+                        continue
+                    idx = batch[dist.rank :: dist.world_size] if dist.enabled else batch
                     n = int(idx.numel())
                     if n == 0:
                         # Fewer samples than ranks in the last batch: this rank still joins the
                         # gradient average, with one sample at weight 0.
-                        idx = perm[i : i + 1]
+                        idx = batch[:1]
                     if x_train.device != idx.device:
                         idx = idx.to(x_train.device)
                     xb, yb = x_train[idx], y_train[idx]
@@ -258,6 +285,7 @@ class Trainer:
                     "train_accuracy": n_correct / max(1, n_seen),
                     "lr": lr,
                     **dist.main_only(lambda epoch=epoch: self._validate(epoch)),
+                    **objective.epoch_end(),
                     "epoch_time_s": round(epoch_time, 4),
                     "time_s": round(train_time, 4),
                 }
@@ -298,10 +326,12 @@ class Trainer:
                                 "stopped": stopped,
                                 "log": log,
                                 "train_time_s": train_time,
+                                "objective": objective.state_dict(),
                             },
                         )
                         self._write_log(log)
         finally:
+            objective.close()
             if ddp is not None:
                 self._unwrap(ddp)
                 # DDP's reducer sits in reference cycles; collect it now, while the process group
@@ -309,12 +339,12 @@ class Trainer:
                 del ddp
                 gc.collect()
 
-        use_best = cfg.select_best and best is not None
+        use_best = cfg.select_best and best is not None and not objective.keeps_last_epoch
         if use_best:
             self.mut.module.load_state_dict(best["state"])
         self.mut.net.eval()
         metrics = self._final_metrics(log, best, use_best, train_time)
-        result = TrainResult(self.mut, log, metrics, self._output, stopped)
+        result = TrainResult(self.mut, log, metrics, self._output, stopped, extra=objective.card_fields())
         if self._output is not None:
             dist.main_only(lambda: self._write_artifacts(result, objective))
         return result
@@ -524,11 +554,15 @@ class Trainer:
                 self.mut, sub.x, sub.y, eps=cfg.eps, norm=cfg.norm, seed=cfg.seed + epoch, batch_size=512
             )
             out["val_robust_accuracy"] = res.robust_accuracy
+        if self._objective is not None:
+            out.update(self._objective.validation(val.x, val.y, cfg.seed + epoch))
         return out
 
     def _score(self, row: dict[str, Any], objective: Objective) -> tuple[float, ...] | None:
         if row["val_clean_accuracy"] is None:
             return None
+        if objective.selection_metric is not None and row.get(objective.selection_metric) is not None:
+            return (row[objective.selection_metric], row["val_clean_accuracy"])
         if objective.adversarial and row["val_robust_accuracy"] is not None:
             return (row["val_robust_accuracy"], row["val_clean_accuracy"])
         return (row["val_clean_accuracy"],)
@@ -581,6 +615,7 @@ class Trainer:
         artifacts.write_weights(out, self.mut.module)
         ident = self._identity()
         card = {
+            **result.extra,
             "architecture": self.architecture,
             "bounds": list(self.mut.bounds),
             "mean": self.mut.mean,
@@ -618,8 +653,28 @@ class Trainer:
             f"train {pct(row['train_accuracy'])}  val clean {pct(row['val_clean_accuracy'])}  "
             f"val robust {pct(row['val_robust_accuracy'])}  lr {row['lr']:.2e}  {row['epoch_time_s']:.1f}s"
         )
+        # The method's own numbers (noisy validation accuracy, privacy spent so far).
+        line += "".join(
+            f"  {key.replace('_', ' ')} {value:.4g}"
+            for key, value in row.items()
+            if key not in _LOG_KEYS and isinstance(value, float)
+        )
         return line + (f"\n  stopped: {stopped}" if stopped else "")
 
+
+# The entries of every epoch's log row; a method's own entries come after them.
+_LOG_KEYS = frozenset(
+    {
+        "epoch",
+        "loss",
+        "train_accuracy",
+        "lr",
+        "val_clean_accuracy",
+        "val_robust_accuracy",
+        "epoch_time_s",
+        "time_s",
+    }
+)
 
 # Seeds of rank r's own generators are offset by r * _RANK_STRIDE (rank 0: the single-process seeds).
 _RANK_STRIDE = 1_000_003

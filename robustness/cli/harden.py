@@ -408,5 +408,11 @@ def cmd_harden(args: argparse.Namespace) -> int:
     )
     if result.stopped:
         print(f"stopped: {result.stopped}")
+    if result.extra:
+        # What the method records at the top of model.json (a private run: the spent epsilon and delta).
+        print(
+            "recorded in model.json: "
+            + ", ".join(f"{key} {value:.4g}" for key, value in result.extra.items())
+        )
     print(f"evaluate it: robustness attack --model {args.output} --data DATA --attack autoattack --eps E")
     return 0

@@ -168,6 +168,10 @@ class ModelInfo(Record):
     args: dict[str, Any] | None = Field(
         None, description="keyword arguments the model's factory was called with"
     )
+    epsilon: Number | None = Field(
+        None, description="differential privacy spent in training (DP-SGD), from the model card; null: none"
+    )
+    delta: Number | None = Field(None, description="the delta of that (epsilon, delta) guarantee")
 
 
 class DataInfo(Record):
