@@ -664,12 +664,36 @@ def _per_class(w: _Writer, res: AuditResults) -> None:
     from reports import figures
 
     w.h1("Robust accuracy per class")
-    png = figures.per_class(res)
-    if png is None:
+    if not any(r.per_class_accuracy for r in res.robust):
         w.p("The results hold no per-class robust accuracy.", 9)
         return
+    names = res.data.class_names if res.data is not None else None
+    png = figures.section_heatmap(_named_classes(res, names)) if names else figures.per_class(res)
     w.p("Share of each true class still classified correctly, clean and under attack at each eps.", 9)
     w.image(png, min(170, 40 + 22 * (len(res.robust) + 1)))
+
+
+def _named_classes(res: AuditResults, names: list[str]) -> Any:
+    """The per-class accuracies as a heat map whose rows are the data's class names (in class
+    order; a class beyond the names keeps its index)."""
+    from robustness.core.schema import SectionHeatmap
+
+    rows = [r for r in res.robust if r.per_class_accuracy]
+    clean = res.clean.per_class_accuracy or {}
+    keys = sorted({k for r in rows for k in r.per_class_accuracy} | set(clean), key=lambda k: (len(k), k))
+    columns = [("clean", clean)] + [(f"eps {r.eps:g}", r.per_class_accuracy) for r in rows]
+
+    def label(key: str) -> str:
+        return names[int(key)] if key.isdigit() and int(key) < len(names) else key
+
+    return SectionHeatmap(
+        title="Accuracy per class",
+        rows=[label(k) for k in keys],
+        columns=[name for name, _ in columns],
+        values=[[None if d.get(k) is None else float(d[k]) for _, d in columns] for k in keys],
+        value_label="accuracy",
+        row_label="class",
+    )
 
 
 def _examples(w: _Writer, res: AuditResults, source: Path | None) -> None:

@@ -218,6 +218,28 @@ class DataSection(_Section):
     n_examples: Annotated[int, Field(gt=0)] | None = Field(None, description="a reproducible subset of N")
     seed: Seed | None = Field(None, description="seed of the subset (default: the top-level seed)")
     batch_size: Annotated[int, Field(gt=0)] = Field(256, description="samples per attack call and checkpoint")
+    # How the spec is read (robustness.core.data.DataOptions); load_data(**data.load_options()).
+    args: dict[str, Any] = Field(
+        default_factory=dict, description="keyword arguments of a factory spec 'package.module:callable'"
+    )
+    image_size: Annotated[int, Field(gt=0)] | None = Field(
+        None, description="image folders: shorter side resized to N, centre N x N crop"
+    )
+    image_mode: Literal["RGB", "L"] | None = Field(
+        None, description="image folders: RGB (default) or L (grey)"
+    )
+    workers: Annotated[int, Field(ge=0)] | None = Field(
+        None, description="image folders: reader processes (default: automatic)"
+    )
+
+    def load_options(self) -> dict[str, Any]:
+        """The keywords of ``load_data``/``open_data`` that these settings give."""
+        return {
+            "args": dict(self.args) or None,
+            "image_size": self.image_size,
+            "image_mode": self.image_mode,
+            "workers": self.workers,
+        }
 
 
 class ThreatSection(_Section):
@@ -658,6 +680,8 @@ def apply_overrides(cfg: AuditConfig, **overrides: Any) -> AuditConfig:
         "data": ("data", "spec"),
         "n_examples": ("data", "n_examples"),
         "batch_size": ("data", "batch_size"),
+        "image_size": ("data", "image_size"),
+        "image_mode": ("data", "image_mode"),
         "norm": ("threat", "norm"),
         "eps": ("threat", "eps"),
         "output_dir": ("output", "dir"),
@@ -669,6 +693,8 @@ def apply_overrides(cfg: AuditConfig, **overrides: Any) -> AuditConfig:
         if key == "model_args":
             # --model-arg KEY=VALUE sets single arguments; the config's other arguments stay
             data["model"]["args"] = {**(data["model"].get("args") or {}), **value}
+        elif key == "data_args":  # --data-arg likewise
+            data["data"]["args"] = {**(data["data"].get("args") or {}), **value}
         elif key in mapping:
             section, field = mapping[key]
             data[section][field] = str(value) if key == "output_dir" else value
@@ -680,7 +706,7 @@ def apply_overrides(cfg: AuditConfig, **overrides: Any) -> AuditConfig:
             raise ConfigError(
                 f"unknown override {key!r}",
                 field=key,
-                fix=f"Use one of: {', '.join([*mapping, 'model_args'])}.",
+                fix=f"Use one of: {', '.join([*mapping, 'model_args', 'data_args'])}.",
             )
     return parse_config(data)
 
@@ -875,6 +901,7 @@ def check_inputs(cfg: AuditConfig, *, model: bool = True, data: bool = True) -> 
                 )
     if data:
         check_data_spec(cfg.data.spec, "data.spec", n_examples=cfg.data.n_examples, bounds=cfg.model.bounds)
+        check_data_options(cfg)
     _check_device(cfg.model.device)
     from robustness.audit.section import AUDIT_SECTIONS, section_blocks
 
@@ -989,6 +1016,25 @@ def check_data_spec(
         raise
     except RobustnessError as exc:
         raise _as_config_error(exc, n_field if exc.field == "n_examples" else field) from None
+
+
+def check_data_options(cfg: AuditConfig) -> None:
+    """``data.args`` only with a factory, ``data.image_size``/``image_mode`` only with an image folder."""
+    from robustness.core.data import DataOptions, data_scheme
+    from robustness.core.errors import RobustnessError
+    from robustness.core.model import is_factory_spec
+
+    spec, block = cfg.data.spec, cfg.data
+    scheme = data_scheme(spec)
+    options = DataOptions(**block.load_options())
+    try:
+        options.refuse(
+            spec,
+            args=not (scheme is None and is_factory_spec(spec)),
+            images=not (scheme is not None and hasattr(scheme, "open")),
+        )
+    except RobustnessError as exc:
+        raise _as_config_error(exc, exc.field or "data") from None
 
 
 def _npz_length(p: Path, field: str) -> int | None:

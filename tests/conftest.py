@@ -73,3 +73,95 @@ def digits_test():
 def digits_small(digits_test):
     """100 test samples: enough for attack tests to show real differences, fast on 2 cores."""
     return digits_test.subset(range(100))
+
+
+@pytest.fixture(scope="session")
+def noisy_digits_model():
+    """The digits CNN trained on inputs plus Gaussian noise of sigma 0.25 (Cohen et al.'s base
+    classifier for randomized smoothing at that sigma; ~98% clean); about 3 s, on the CPU."""
+    import torch
+    from torch.nn import functional
+
+    from robustness.core.data import load_data
+    from robustness.core.model import ModelUnderTest
+    from robustness.zoo import digits_cnn
+
+    train = load_data("builtin:digits:train")
+    with torch.random.fork_rng():  # the initialisation draws from the global generator
+        torch.manual_seed(0)
+        net = digits_cnn()
+    gen = torch.Generator().manual_seed(0)
+    opt = torch.optim.Adam(net.parameters(), 1e-3)
+    for _ in range(12):
+        order = torch.randperm(len(train), generator=gen)
+        for start in range(0, len(order), 64):
+            idx = order[start : start + 64]
+            noisy = train.x[idx] + 0.25 * torch.randn(train.x[idx].shape, generator=gen)
+            loss = functional.cross_entropy(net(noisy), train.y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    net.eval()
+    return ModelUnderTest(net, spec="<digits cnn, gaussian sigma 0.25>", device="cpu")
+
+
+# -- image folders and factory modules (data tests) ----------------------------------------------
+
+IMAGE_MODELS = '''
+import torch
+from torch import nn
+
+
+def make(num_classes=3, channels=3, side=12):
+    """A fixed linear classifier of channels x side x side images."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(channels * side * side, num_classes))
+
+
+def pooled(num_classes=3):
+    """Any image size: average-pooled to 4 x 4, then linear."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(48, num_classes))
+'''
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    """Write ``folder:`` data: ``image_folder(per_class, sizes=..., classes=..., suffix=...)`` makes one
+    sub-folder per class of random images (cycling through ``sizes``, each (width, height)) and
+    returns the root."""
+    import numpy as np
+    from PIL import Image
+
+    def write(
+        per_class: int = 4,
+        *,
+        sizes: tuple[tuple[int, int], ...] = ((12, 12),),
+        classes: tuple[str, ...] = ("cat", "dog", "eel"),
+        suffix: str = ".png",
+        root_name: str = "images",
+        seed: int = 0,
+    ) -> Path:
+        rng = np.random.default_rng(seed)
+        root = tmp_path / root_name
+        for name in classes:
+            (root / name).mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                w, h = sizes[i % len(sizes)]
+                pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(root / name / f"img{i:03d}{suffix}")
+        return root
+
+    return write
+
+
+@pytest.fixture
+def image_models(tmp_path, monkeypatch):
+    """An importable module ``rb_image_models`` of model factories (``make``, ``pooled``)."""
+    (tmp_path / "rb_image_models.py").write_text(IMAGE_MODELS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    import rb_image_models
+
+    return importlib.reload(rb_image_models)

@@ -8,10 +8,17 @@ from typing import Any
 from robustness.cli.common import (
     add_data_options,
     add_model_options,
-    load_data_from_args,
+    batch_size_arg,
+    check_batch_size,
     load_model_from_args,
+    open_data_from_args,
     print_json,
 )
+
+# Batch k > 0 of a streamed run is attacked with seed + k * BATCH_SEED_STRIDE: every batch draws
+# its own random starts, and batch 0 keeps the seed (data of one batch gives exactly the result
+# of attacking it whole).
+BATCH_SEED_STRIDE = 65_537
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,7 +48,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument(
         "--targeted", choices=("random", "least-likely"), help="targeted mode (attacks that support it)"
     )
-    g.add_argument("--batch-size", type=int, default=512, help="samples per attack batch (default 512)")
+    g.add_argument(
+        "--batch-size",
+        type=batch_size_arg,
+        default=512,
+        help="samples per attack batch, read and attacked one batch at a time; auto: the largest that "
+        "fits on the GPU (default 512)",
+    )
     g.add_argument("--save", metavar="FILE.npz", help="save x_adv per eps, y, ids and predictions")
     g.add_argument("--json", action="store_true", help="print JSON (one object per eps; a list for several)")
     p.set_defaults(handler=cmd_attack)
@@ -117,35 +130,130 @@ def result_rows(results: list, model, data, args: argparse.Namespace) -> list[di
                 "median_perturbation_norm": (
                     float(r.perturbation_norm[broken].median()) if bool(broken.any()) else None
                 ),
+                "batch_size": args.batch_size,
             }
         )
+        if getattr(args, "batch_size_search", None) is not None:
+            s["batch_size_search"] = args.batch_size_search
         rows.append(s)
     return rows
 
 
-def save_npz(path: str, results: list, data) -> None:
-    """Write adversarial examples and predictions for every eps to ``path`` atomically."""
-    import io
+class StreamedResults:
+    """The per-eps results of an attack run batch by batch: per-sample labels, predictions, success,
+    perturbation norms and who broke each sample, and the summed costs. The adversarial inputs
+    are not kept (``--save`` writes them to disk as they come, see :class:`AdversarialFile`)."""
 
-    import numpy as np
-    import torch
+    def __init__(self) -> None:
+        self.parts: list[list[Any]] = []  # per eps: the batches' AttackResults, inputs dropped
 
-    from robustness.core.io import atomic_write_bytes
+    def add(self, results: list) -> None:
+        if not self.parts:
+            self.parts = [[] for _ in results]
+        for part, r in zip(self.parts, results):
+            r.x_adv = None  # the batch's adversarial inputs are written or dropped, never held
+            part.append(r)
 
-    buf = io.BytesIO()
-    np.savez_compressed(
-        buf,
-        eps=np.array([r.eps for r in results], dtype=np.float64),
-        x_adv=torch.stack([r.x_adv.detach().cpu() for r in results]).numpy(),
-        adv_pred=torch.stack([r.adv_pred.cpu() for r in results]).numpy(),
-        success=torch.stack([r.success.cpu() for r in results]).numpy(),
-        clean_pred=results[0].clean_pred.cpu().numpy(),
-        y=results[0].y.cpu().numpy(),
-        ids=np.array(data.ids, dtype=str),
-        norm=np.array(results[0].norm),
-        attack=np.array(results[0].attack),
-    )
-    atomic_write_bytes(path, buf.getvalue())
+    def merged(self) -> list:
+        """One ``AttackResult`` per eps over all batches (``x_adv`` not held: None)."""
+        import torch
+
+        from attacks.base import AttackResult
+
+        out = []
+        for part in self.parts:
+            first = part[0]
+
+            def cat(name: str, part: list = part) -> torch.Tensor:
+                return torch.cat([getattr(r, name).cpu() for r in part])
+
+            out.append(
+                AttackResult(
+                    attack=first.attack,
+                    norm=first.norm,
+                    eps=first.eps,
+                    x_adv=None,
+                    y=cat("y"),
+                    clean_pred=cat("clean_pred"),
+                    adv_pred=cat("adv_pred"),
+                    success=cat("success"),
+                    perturbation_norm=cat("perturbation_norm"),
+                    n_forward=sum(r.n_forward for r in part),
+                    n_backward=sum(r.n_backward for r in part),
+                    n_queries=sum(r.n_queries for r in part),
+                    time_s=sum(r.time_s for r in part),
+                    targets=None if first.targets is None else cat("targets"),
+                    params=first.params,
+                    broken_by=[label for r in part for label in r.broken_by],
+                    members=first.members,
+                )
+            )
+        return out
+
+
+class AdversarialFile:
+    """``--save``: the adversarial inputs of every eps written batch by batch into a memory-mapped
+    scratch file beside the target, then packed into the .npz (atomically) and the scratch removed."""
+
+    def __init__(self, path: str, n_eps: int, n: int) -> None:
+        self.path = path
+        self.n_eps, self.n = n_eps, n
+        self.scratch: str | None = None
+        self.x_adv: Any = None
+
+    def write(self, start: int, results: list) -> None:
+        import os
+        import tempfile
+
+        import numpy as np
+
+        if self.x_adv is None:
+            shape = (self.n_eps, self.n, *results[0].x_adv.shape[1:])
+            folder, name = os.path.split(os.path.abspath(self.path))
+            fd, self.scratch = tempfile.mkstemp(prefix=f".{name}.", suffix=".x_adv.npy", dir=folder)
+            os.close(fd)
+            self.x_adv = np.lib.format.open_memmap(self.scratch, mode="w+", dtype=np.float32, shape=shape)
+        for e, r in enumerate(results):
+            stop = start + r.x_adv.shape[0]
+            self.x_adv[e, start:stop] = r.x_adv.detach().cpu().float().numpy()
+
+    def finish(self, results: list, ids: list[str]) -> None:
+        """Write the .npz: x_adv per eps, predictions, success, clean predictions, labels and ids."""
+        import zipfile
+
+        import numpy as np
+
+        from robustness.core.io import atomic_write
+
+        arrays = {
+            "eps": np.array([r.eps for r in results], dtype=np.float64),
+            "adv_pred": np.stack([r.adv_pred.numpy() for r in results]),
+            "success": np.stack([r.success.numpy() for r in results]),
+            "clean_pred": results[0].clean_pred.numpy(),
+            "y": results[0].y.numpy(),
+            "ids": np.array(ids, dtype=str),
+            "norm": np.array(results[0].norm),
+            "attack": np.array(results[0].attack),
+        }
+        self.x_adv.flush()
+
+        def write(tmp: str) -> None:
+            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+                for name, array in [("eps", arrays.pop("eps")), ("x_adv", self.x_adv), *arrays.items()]:
+                    # written in chunks: the adversarial inputs are never all in memory
+                    with zf.open(f"{name}.npy", "w", force_zip64=True) as fp:
+                        np.lib.format.write_array(fp, np.asarray(array), allow_pickle=False)
+
+        atomic_write(self.path, write)
+        self.close()
+
+    def close(self) -> None:
+        import os
+
+        self.x_adv = None
+        if self.scratch is not None and os.path.exists(self.scratch):
+            os.unlink(self.scratch)
+        self.scratch = None
 
 
 def check_save_path(path: str) -> None:
@@ -179,13 +287,9 @@ def check_save_path(path: str) -> None:
 
 
 def cmd_attack(args: argparse.Namespace) -> int:
-    from robustness.core.errors import UsageError
     from robustness.core.threat import check_eps, check_norm, refuse_duplicate_eps
 
-    if args.batch_size <= 0:
-        raise UsageError(
-            f"--batch-size must be > 0, got {args.batch_size}", field="--batch-size", fix="Use e.g. 256."
-        )
+    check_batch_size(args.batch_size)
     if args.save:
         check_save_path(args.save)
     norm = check_norm(args.norm, field="--norm")
@@ -215,28 +319,70 @@ def cmd_attack(args: argparse.Namespace) -> int:
     dist = init_from_env(args.device)
     model = load_model_from_args(args)
     check_eps(args.eps, bounds=model.bounds, norm=norm, field="--eps")
-    data = load_data_from_args(args, model)
-    results = attack(
-        model,
-        data.x,
-        data.y,
-        eps=list(args.eps),
-        norm=norm,
-        targeted=args.targeted,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        dist=dist,
-    )
+    stream = open_data_from_args(args, model, backward=True)
+    results = attack_stream(attack, model, stream, args, norm, dist)
     if not dist.is_main:
         return 0
-    if args.save:
-        save_npz(args.save, results, data)
-    rows = result_rows(results, model, data, args)
+    rows = result_rows(results, model, stream, args)
     if args.json:
         print_json(rows[0] if len(rows) == 1 else rows)
         return 0
     _print_table(rows, args)
     return 0
+
+
+def attack_stream(attack, model, stream, args: argparse.Namespace, norm: str, dist) -> list:
+    """Attack the data batch by batch (read, attack at every eps, keep per-sample results, drop the
+    inputs): memory holds the batches in flight, not the data set. Under torchrun the batches are
+    shared out over the ranks and every rank gets every result; rank 0 writes ``--save``."""
+    batch_size = int(args.batch_size)
+    n_batches = -(-len(stream) // batch_size)
+    saver = AdversarialFile(args.save, len(args.eps), len(stream)) if args.save and dist.is_main else None
+    tally = StreamedResults()
+    pin = model.device.type == "cuda"
+    try:
+        world, rank = dist.world_size, dist.rank
+        mine = stream.batches(batch_size, numbers=range(rank, n_batches, world), pin_memory=pin)
+        # rounds of one batch per rank, gathered after each round, so that every rank holds every
+        # result and the results stay in batch order
+        for first in range(0, n_batches, world):
+            outcome = None
+            if first + rank < n_batches:
+                batch = next(mine)
+                outcome = (int(batch.index[0]), attack_batch(attack, model, batch, args, norm, pin))
+            for start, results in sorted(o for o in dist.all_gather_object(outcome) if o is not None):
+                if saver is not None:
+                    saver.write(start, results)
+                tally.add(results)
+        merged = tally.merged()
+        if saver is not None:
+            saver.finish(merged, stream.ids)
+    finally:
+        if saver is not None:
+            saver.close()
+    return merged
+
+
+def attack_batch(attack, model, batch, args: argparse.Namespace, norm: str, pin: bool) -> list:
+    """Every eps of one batch, the results moved to the CPU (small: the batch's tensors)."""
+    results = attack(
+        model,
+        batch.x.to(model.device, non_blocking=pin),
+        batch.y,
+        eps=list(args.eps),
+        norm=norm,
+        targeted=args.targeted,
+        seed=args.seed + batch.number * BATCH_SEED_STRIDE,
+        batch_size=int(args.batch_size),
+    )
+    keep = args.save is not None
+    for r in results:
+        for name in ("y", "clean_pred", "adv_pred", "success", "perturbation_norm", "targets"):
+            value = getattr(r, name)
+            if value is not None:
+                setattr(r, name, value.cpu())
+        r.x_adv = r.x_adv.cpu() if keep else None
+    return results
 
 
 def _print_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:

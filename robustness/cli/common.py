@@ -116,8 +116,10 @@ def add_data_options(p: argparse.ArgumentParser, *, required: bool = True) -> No
         required=required,
         metavar="SPEC",
         help="builtin:digits, builtin:digits:train, cifar10:DIR / cifar100:DIR (official files; :train for "
-        "the training split), file.npz (x, y), or package.module:callable",
+        "the training split), folder:DIR (one sub-folder of images per class), file.npz (x, y), or "
+        "package.module:callable (returning arrays or a torch.utils.data.Dataset)",
     )
+    add_data_source_options(g)
     g.add_argument("--n-examples", type=int, metavar="N", help="evaluate a reproducible subset of N samples")
     g.add_argument(
         "--seed",
@@ -125,6 +127,58 @@ def add_data_options(p: argparse.ArgumentParser, *, required: bool = True) -> No
         default=0,
         help="seed for the subset and the attacks (0 to 2^32-1; default 0)",
     )
+
+
+def add_data_source_options(g: Any) -> None:
+    """``--data-arg``, ``--image-size`` and ``--image-mode``: how the data spec is read."""
+    g.add_argument(
+        "--data-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a keyword argument for a factory --data (e.g. root=/data/val); repeatable; VALUE is parsed "
+        "as JSON when it can be, else kept a string",
+    )
+    g.add_argument(
+        "--image-size",
+        type=int,
+        metavar="N",
+        help="image folders: resize each image's shorter side to N and crop the centre N x N square "
+        "(needed when the images differ in size)",
+    )
+    g.add_argument(
+        "--image-mode", choices=("RGB", "L"), help="image folders: RGB (3 channels, default) or L (grey)"
+    )
+
+
+def data_options_from(args: argparse.Namespace) -> dict[str, Any]:
+    """The data options of the flags (``load_data``/``open_data`` keywords); unset ones left out."""
+    items = getattr(args, "data_arg", None) or []
+    options = {
+        "args": parse_key_values(items, flag="--data-arg", example="root=/data/val") if items else None,
+        "image_size": getattr(args, "image_size", None),
+        "image_mode": getattr(args, "image_mode", None),
+    }
+    return {key: value for key, value in options.items() if value is not None}
+
+
+def batch_size_arg(text: str) -> int | str:
+    """argparse type of ``--batch-size``: ``auto`` or an integer (checked > 0 by the command)."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be auto or a positive integer, got {text[:30]!r}") from None
+
+
+def check_batch_size(value: int | str) -> None:
+    from robustness.core.errors import UsageError
+
+    if value != "auto" and int(value) <= 0:
+        raise UsageError(
+            f"--batch-size must be > 0, got {value}", field="--batch-size", fix="Use e.g. 256, or auto."
+        )
 
 
 def seed_arg(text: str) -> int:
@@ -170,6 +224,7 @@ def load_data_from_args(args: argparse.Namespace, model):
         seed=args.seed,
         bounds=model.bounds,
         model_outputs=model.num_classes,
+        **data_options_from(args),
     )
     model.validate(data.x)
     if data.num_classes != model.num_classes:  # the model's class count was unknown until validate()
@@ -180,6 +235,42 @@ def load_data_from_args(args: argparse.Namespace, model):
 
         apply_threads(threads, batch_pass_probe(model, data.x, getattr(args, "batch_size", None) or 128))
     return data
+
+
+def open_data_from_args(args: argparse.Namespace, model, *, backward: bool):
+    """The data as a stream checked against the model (its first samples through a validating
+    forward pass; every batch, as it is read, against the bounds and the model's classes), and
+    the batch size (``--batch-size auto`` resolved, see ``core.batchsize``; the search recorded in
+    ``args.batch_size_search``). ``backward``: batches will be attacked (forward and backward)."""
+    from robustness.core.data import open_data
+
+    stream = open_data(
+        args.data,
+        n_examples=args.n_examples,
+        seed=args.seed,
+        bounds=model.bounds,
+        model_outputs=model.num_classes,
+        **data_options_from(args),
+    )
+    head = stream.peek(8)
+    model.validate(head)
+    # the model's class count was unknown until validate(); the batches are checked against it
+    stream.expect(bounds=model.bounds, model_outputs=model.num_classes)
+    args.batch_size_search = None
+    if args.batch_size == "auto":
+        from robustness.core.batchsize import auto_batch_size
+
+        found = auto_batch_size(model, head, len(stream), backward=backward)
+        args.batch_size, args.batch_size_search = found.size, found.to_dict()
+    threads = getattr(args, "threads", "auto")
+    if threads != "auto" or model.device.type == "cpu":
+        from robustness.core.threads import apply_threads, batch_pass_probe
+
+        # a batch of data in memory costs nothing to take; one read from files is kept small
+        n_probe = int(args.batch_size) if stream.in_memory else min(int(args.batch_size), 128)
+        probe_x = stream.peek(n_probe) if n_probe > head.shape[0] else head
+        apply_threads(threads, batch_pass_probe(model, probe_x, int(args.batch_size)))
+    return stream
 
 
 def print_json(obj: Any) -> None:

@@ -181,6 +181,9 @@ class DataInfo(Record):
     shape: list[int] | None = None
     seed: int | None = None
     n_examples: int | None = None
+    class_names: list[str] | None = Field(
+        None, description="class index -> name (image folders, CIFAR meta files); null: shown as indices"
+    )
 
 
 class Threat(Record):
