@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from robustness.cli.common import model_args_from, threads_arg
+from robustness.cli.common import add_data_source_options, data_options_from, model_args_from, threads_arg
 
 EXIT_CODES = {"pass": 0, "fail": 1, "unreliable": 3}
 
@@ -37,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "string (sets that key of model.args)",
     )
     p.add_argument("--data", metavar="SPEC", help="data spec (overrides data.spec)")
+    add_data_source_options(p)  # --data-arg (sets that key of data.args), --image-size, --image-mode
     p.add_argument(
         "--n-examples", type=int, metavar="N", help="number of samples (overrides data.n_examples)"
     )
@@ -98,6 +99,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(handler=cmd_schema)
 
 
+def _data_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The data flags as ``run_audit`` overrides (``data.args``, ``data.image_size``, ``data.image_mode``)."""
+    options = data_options_from(args)
+    if "args" in options:
+        options["data_args"] = options.pop("args")
+    return options
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     from robustness.audit import run_audit
     from robustness.audit.outputs import command_line
@@ -111,6 +120,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         weights=args.weights,
         model_args=model_args_from(args),
         data=args.data,
+        **_data_overrides(args),
         n_examples=args.n_examples,
         eps=args.eps,
         norm=args.norm,

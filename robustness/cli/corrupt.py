@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from robustness.cli.common import add_data_options, print_json
+from robustness.cli.common import add_data_options, data_options_from, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,7 +51,9 @@ def cmd_corrupt(args: argparse.Namespace) -> int:
         )
     corruption = get_corruption(args.corruption)
     bounds = tuple(args.bounds) if args.bounds else (0.0, 1.0)
-    data = load_data(args.data, n_examples=args.n_examples, seed=args.seed, bounds=bounds)
+    data = load_data(
+        args.data, n_examples=args.n_examples, seed=args.seed, bounds=bounds, **data_options_from(args)
+    )
     device = resolve_device(args.device)
     t0 = time.perf_counter()
     parts = []
