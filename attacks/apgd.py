@@ -75,10 +75,11 @@ def _loss_and_grad(
     loss_fn: LossFn,
     eot_iter: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Logits (of the last draw), per-sample loss and input gradient, averaged over ``eot_iter`` draws."""
+    """The logits of every draw (``eot_iter``, n, classes), and the per-sample loss and input
+    gradient averaged over the ``eot_iter`` draws (expectation over a randomized model's draws)."""
     grad = torch.zeros_like(x_adv)
     loss_sum = torch.zeros(x_adv.shape[0], device=x_adv.device)
-    logits = None
+    draws = []
     for _ in range(eot_iter):
         xr = x_adv.detach().requires_grad_(True)
         logits = ctx.model(xr)
@@ -86,7 +87,8 @@ def _loss_and_grad(
         (g,) = torch.autograd.grad(loss.sum(), xr)
         grad += g
         loss_sum += loss.detach()
-    return logits.detach(), loss_sum / eot_iter, grad / eot_iter
+        draws.append(logits.detach())
+    return torch.stack(draws), loss_sum / eot_iter, grad / eot_iter
 
 
 @dataclass
@@ -150,7 +152,7 @@ def apgd_run(
     checkpoints = set(apgd_checkpoints(steps))
 
     x_cur = _random_start(ctx, x, eps)
-    logits, loss, grad = _loss_and_grad(ctx, x_cur, y, loss_targets, loss_fn, eot_iter)
+    draws, loss, grad = _loss_and_grad(ctx, x_cur, y, loss_targets, loss_fn, eot_iter)
     # Per-sample state of the samples still being attacked; compacted when samples break.
     active = _Active(
         idx=torch.arange(n, device=x.device),
@@ -174,9 +176,13 @@ def apgd_run(
         adv_targets=adv_targets,
     )
 
-    def record(logits: torch.Tensor) -> None:
-        """Keep the first adversarial point of each sample (no host synchronisation)."""
-        new = ctx.is_adversarial(logits, active.labels, active.adv_targets) & ~active.hit
+    def record(draws: torch.Tensor) -> None:
+        """Keep the first adversarial point of each sample (no host synchronisation). With EOT
+        draws a point counts only when every draw is adversarial (as the eot wrapper's default
+        min_success): one lucky draw never stops the attack, and a point only just past half the
+        draws would often fail the fresh majority vote that judges the result."""
+        hits = torch.stack([ctx.is_adversarial(d, active.labels, active.adv_targets) for d in draws])
+        new = hits.all(dim=0) & ~active.hit
         active.adv = torch.where(new.view(view), active.x_cur, active.adv)
         active.hit = active.hit | new
 
@@ -195,7 +201,7 @@ def apgd_run(
         return active.idx.numel() == 0
 
     every = ctx.compact_every
-    record(logits)
+    record(draws)
     if drop():
         return x_adv_out, found, x_max_out, f_max_out
     last_ck = 0
@@ -206,7 +212,7 @@ def apgd_run(
         z = ctx.project(xc + active.step.view(view) * direction, x0, e)
         x_new = ctx.project(xc + a * (z - xc) + (1 - a) * (xc - active.x_prev), x0, e)
         active.x_prev, active.x_cur = xc, x_new
-        logits, loss, grad = _loss_and_grad(ctx, x_new, active.labels, active.loss_targets, loss_fn, eot_iter)
+        draws, loss, grad = _loss_and_grad(ctx, x_new, active.labels, active.loss_targets, loss_fn, eot_iter)
         active.grad = grad
         active.n_inc = active.n_inc + (loss > active.f_cur).float()
         active.f_cur = loss
@@ -216,7 +222,7 @@ def apgd_run(
         active.x_max = torch.where(bv, x_new, active.x_max)
         active.g_max = torch.where(bv, grad, active.g_max)
         active.f_max = torch.where(better, loss, active.f_max)
-        record(logits)
+        record(draws)
         done = k + 1
         if (done % every == 0 or done == steps) and drop():
             break
@@ -240,7 +246,7 @@ def apgd_run(
     return x_adv_out, found, x_max_out, f_max_out
 
 
-class _APGDBase(Attack):
+class APGDBase(Attack):
     """Shared parameters, validation and restart loop of the APGD entries."""
 
     norms = ("linf", "l2")
@@ -334,7 +340,7 @@ class _APGDBase(Attack):
 
 
 @register
-class APGDCE(_APGDBase):
+class APGDCE(APGDBase):
     name = "apgd-ce"
     supports_targeted = True
     loss_name = "ce"
@@ -345,7 +351,7 @@ class APGDCE(_APGDBase):
 
 
 @register
-class APGDDLR(_APGDBase):
+class APGDDLR(APGDBase):
     name = "apgd-dlr"
     supports_targeted = True
     loss_name = "dlr"
@@ -356,7 +362,7 @@ class APGDDLR(_APGDBase):
 
 
 @register
-class APGDT(_APGDBase):
+class APGDT(APGDBase):
     """APGD on the targeted DLR loss towards each of the top-k classes of the clean logits in turn.
 
     The targets are the attack's own (the k most likely wrong classes, k = ``n_target_classes``
@@ -374,7 +380,7 @@ class APGDT(_APGDBase):
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
-        return {**_APGDBase.defaults(), "n_target_classes": 9}
+        return {**APGDBase.defaults(), "n_target_classes": 9}
 
     def perturb(
         self,

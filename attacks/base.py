@@ -269,6 +269,8 @@ class AttackContext:
         self.num_classes = num_classes
         # Steps between removals of broken samples from the batch (see compact_interval).
         self.compact_every = compact_interval(self.device)
+        # Predictions whose majority judges success (see majority_vote); 1 for a deterministic model.
+        self.votes = 1
         self._counter = counter
 
     @property
@@ -298,6 +300,16 @@ class AttackContext:
     def is_adversarial(logits: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
         pred = logits.argmax(dim=1)
         return pred == targets if targets is not None else pred != y
+
+    @torch.no_grad()
+    def judge(self, x: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
+        """Per sample: ``x`` is adversarial, by the majority of ``votes`` predictions (counted).
+
+        A composition uses it to decide which samples its later members still attack: on a
+        randomized model one lucky draw must not end the attack on a sample.
+        """
+        hits = torch.stack([self.is_adversarial(self.model(x), y, targets) for _ in range(self.votes)])
+        return hits.float().mean(dim=0) > 0.5
 
     def rand(self, *shape: int) -> torch.Tensor:
         return torch.rand(shape, device=self.device, generator=self.generator)
@@ -448,12 +460,18 @@ class Attack:
         seed: int = 0,
         batch_size: int | None = None,
         dist: Any = None,
+        votes: int = 1,
     ) -> AttackResult | list[AttackResult]:
         """Attack ``x`` (labels ``y``) at each eps; see the class docstring.
 
         ``dist``: a :class:`robustness.core.distributed.DistContext` to share the batches out over the
         ranks of a torchrun launch (every rank passes the same ``x``, ``y`` and arguments, and every
         rank gets the full result, equal to a single process's). Default: one process.
+
+        ``votes``: for a model with a randomized forward pass, every prediction that judges success
+        (the clean one, each re-prediction, a composition's filter between its members) is the
+        majority of ``votes`` forward passes (:func:`majority_vote`): a sample counts as broken
+        only when most draws misclassify its example, never on one lucky draw. Default 1.
         """
         mut = _model_under_test(model)
         norm = check_norm(norm)
@@ -474,12 +492,16 @@ class Attack:
             raise AttackError(
                 f"batch_size must be > 0, got {batch_size}", field="batch_size", fix="Use e.g. 256."
             )
+        if isinstance(votes, bool) or not isinstance(votes, int) or votes < 1:
+            raise AttackError(
+                f"votes must be an integer >= 1, got {votes!r}", field="votes", fix="Use e.g. 20."
+            )
         if x.shape[0] != y.shape[0]:
             raise AttackError(
                 f"{x.shape[0]} inputs but {y.shape[0]} labels", field="y", fix="Give one label per input."
             )
         mut.validate(x)
-        results = self._run(mut, x, y, eps_list, norm, targeted, seed, batch_size or 512, dist)
+        results = self._run(mut, x, y, eps_list, norm, targeted, seed, batch_size or 512, dist, votes)
         return results if isinstance(eps, Sequence) and not isinstance(eps, str) else results[0]
 
     def perturb_batch(
@@ -529,6 +551,7 @@ class Attack:
         seed: int,
         batch_size: int,
         dist: Any = None,
+        votes: int = 1,
     ) -> list[AttackResult]:
         """The eps loop: at each eps, attack the samples still standing, batch by batch; then
         re-predict every example and carry the successes to the next eps (:class:`WorstCase`)."""
@@ -542,9 +565,10 @@ class Attack:
         num_classes = int(mut.num_classes or 0)
         members = self.members
         with mut.evaluating(freeze=True):
-            clean_pred = _predict(mut, x0, batch_size)
             targets = self._targets(mut, x0, y0, targeted, num_classes, seed, batch_size)
-            worst = WorstCase(x0, _succeeded(clean_pred, y0, targets))
+            clean_pred, clean_success = _judged(mut, x0, y0, targets, batch_size, votes, seed)
+            worst = WorstCase(x0, clean_success)
+            last_pred = clean_pred
             results = []
             for i, e in enumerate(eps_list):
                 counter = PassCounter()
@@ -558,7 +582,15 @@ class Attack:
                     # A generator per batch: a batch's result depends only on (seed, eps, batch).
                     gen = torch.Generator(device=dev).manual_seed(batch_seed(seed, i, b))
                     ctx = AttackContext(mut, norm, gen, num_classes, counter)
-                    outcomes[b] = self._attack_batch(ctx, x0, y0, targets, idx, e)
+                    ctx.votes = votes
+                    if votes == 1:
+                        outcomes[b] = self._attack_batch(ctx, x0, y0, targets, idx, e)
+                        continue
+                    # A randomized model draws from the global generator: seeded per batch, so
+                    # that the run is reproducible; the caller's random state is restored.
+                    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+                        torch.manual_seed(batch_seed(seed, i, b) % (2**63))
+                        outcomes[b] = self._attack_batch(ctx, x0, y0, targets, idx, e)
                 if dist.enabled:
                     # Every rank gets every batch's outcome and the summed costs.
                     local = {b: outcome.to("cpu") for b, outcome in outcomes.items()}
@@ -579,9 +611,17 @@ class Attack:
                     for sample, name in zip(idx.tolist(), names):
                         found_by[sample] = name
                 # Re-predict everything: success is observed, never assumed.
-                adv_pred = _predict(mut, worst.x_best, batch_size)
-                counter.forward += int(worst.x_best.shape[0])
-                success = _succeeded(adv_pred, y0, targets)
+                adv_pred, success = _judged(
+                    mut, worst.x_best, y0, targets, batch_size, votes, seed * 31 + i + 1
+                )
+                counter.forward += int(worst.x_best.shape[0]) * votes
+                if votes > 1:
+                    # A randomized model may vote differently on an example it already lost: the
+                    # verdict already given stands (the carried example does not change).
+                    carried = worst.success
+                    adv_pred = torch.where(carried, last_pred, adv_pred)
+                    success = success | carried
+                last_pred = adv_pred
                 # A sample that is adversarial now keeps its example for every larger eps; the
                 # others are attacked again there. x_adv stays the example adv_pred was measured
                 # on (in targeted mode a failed sample may still be misclassified).
@@ -697,6 +737,70 @@ def _model_under_test(model: Any) -> ModelUnderTest:
 def _succeeded(pred: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
     """Per sample: misclassified (untargeted), or at its target."""
     return pred != y if targets is None else pred == targets
+
+
+def _judged(
+    mut: ModelUnderTest,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    targets: torch.Tensor | None,
+    batch_size: int,
+    votes: int,
+    seed: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The prediction on ``x`` and whether it succeeded: one forward pass, or a majority vote."""
+    if votes == 1:
+        pred = _predict(mut, x, batch_size)
+        return pred, _succeeded(pred, y, targets)
+    pred, success, _ = majority_vote(
+        mut, x, y, votes=votes, seed=seed, targets=targets, batch_size=batch_size
+    )
+    return pred, success
+
+
+@torch.no_grad()
+def majority_vote(
+    mut: ModelUnderTest,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    votes: int,
+    seed: int,
+    targets: torch.Tensor | None = None,
+    batch_size: int = 512,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``votes`` predictions of a randomized model on ``x``, judged by their majority.
+
+    Returns ``(pred, success, rate)``: ``rate`` is the share of draws that succeed (misclassify,
+    or hit the target), ``success`` is ``rate > 1/2`` (a strict majority: a sample counts as
+    broken only when most draws misclassify it), and ``pred`` agrees with it: untargeted, the
+    label itself when the sample is not broken and the most frequent wrong class when it is;
+    targeted, the target when it is hit and the most frequent class otherwise. The model's own
+    randomness (the global generator) is seeded with ``seed`` for the duration and the caller's
+    global random state is restored, so the votes are reproducible.
+    """
+    dev = mut.device
+    y = y.to(dev)
+    if x.shape[0] == 0:
+        empty = torch.empty(0, dtype=torch.long, device=dev)
+        return empty, empty.bool(), empty.float()
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(int(seed) % (2**63))
+        draws = torch.stack([_predict(mut, x, batch_size) for _ in range(votes)])  # (votes, n)
+    num_classes = int(mut.num_classes or int(draws.max()) + 1)
+    counts = torch.zeros(x.shape[0], max(num_classes, int(draws.max()) + 1), device=dev)
+    counts.scatter_add_(1, draws.t(), torch.ones_like(draws.t(), dtype=counts.dtype))
+    if targets is None:
+        rate = 1.0 - counts.gather(1, y[:, None]).squeeze(1) / votes
+        success = rate > 0.5
+        wrong = counts.scatter(1, y[:, None], -1.0).argmax(dim=1)
+        pred = torch.where(success, wrong, y)
+    else:
+        t = targets.to(dev)
+        rate = counts.gather(1, t[:, None]).squeeze(1) / votes
+        success = rate > 0.5
+        pred = torch.where(success, t, counts.scatter(1, t[:, None], -1.0).argmax(dim=1))
+    return pred, success, rate
 
 
 @torch.no_grad()

@@ -19,10 +19,19 @@ p_init 0.8. The components run as separate attacks so per-attack numbers exist.
 
 ``thorough``: APGD-CE 100 steps x 5 restarts; APGD-T 9 x 100 steps x 2 restarts;
 FAB-T 9 x 100 steps x 2 restarts; Square 5000 queries x 2 restarts; ART HopSkipJump
-(20 iterations, at most 1000 evaluations per gradient estimate). When the determinism
-check finds a randomized forward pass, the gradient attacks are wrapped in EOT.
+(20 iterations, at most 1000 evaluations per gradient estimate).
+
+``plus`` (AutoAttack+): APGD-CE and APGD-DLR 100 steps x 5 restarts; FAB-T 9 x 100 steps x
+5 restarts; Square 5000 queries; APGD-T 9 x 100 steps.
+
+``malt``: standard with MALT (targeted APGD on the 3 classes a linearisation ranks closest,
+Melamed et al. 2024) in place of APGD-T's fixed top-9 targets.
 
 With fewer than 10 classes the attacks cap the target classes at num_classes - 1.
+
+With any preset or list, when the determinism check finds a randomized forward pass, every
+gradient attack is wrapped in EOT over ``eot_samples`` draws and success is judged by the
+majority of ``eot_samples`` predictions (see ``robustness.audit.runner``).
 """
 
 from __future__ import annotations
@@ -51,6 +60,7 @@ from pydantic import (
 
 from robustness.core.errors import ConfigError
 from robustness.core.threads import MAX_THREADS
+from robustness.presets import PRESETS
 
 if TYPE_CHECKING:
     from robustness.core.schema import AuditResults
@@ -81,8 +91,6 @@ def _formats_schema(schema: dict[str, Any]) -> None:
     schema["items"] = {"type": "string", "enum": output_formats()}  # the renderers registered now
 
 
-PRESETS = ("quick", "standard", "thorough")
-
 # An audit config is a few KB; anything near this is the wrong file (or an attack on the parser).
 MAX_CONFIG_BYTES = 1_000_000
 # Deeper nesting than any real config; bounds the recursion of the YAML composer and TOML parser.
@@ -96,7 +104,7 @@ SEED_MAX = 2**32 - 1
 def _preset_attacks() -> dict[str, list[dict[str, Any]]]:
     """name, params; in run order. Exact budgets are documented in the module docstring and the
     README; standard and thorough are AutoAttack's, written once in ``attacks.autoattack``."""
-    from attacks.autoattack import separate_members
+    from attacks.autoattack import malt_members, plus_members, separate_members
 
     return {
         "quick": [
@@ -109,6 +117,8 @@ def _preset_attacks() -> dict[str, list[dict[str, Any]]]:
             *separate_members(restarts={"apgd-ce": 5, "apgd-t": 2, "fab": 2, "square": 2}),
             {"name": "art:HopSkipJump", "params": {"max_iter": 20, "max_eval": 1000, "init_eval": 100}},
         ],
+        "plus": plus_members(),
+        "malt": malt_members(),
     }
 
 
@@ -127,7 +137,9 @@ class _PresetAttacks(Mapping[str, list[dict[str, Any]]]):
 
 
 PRESET_ATTACKS: Mapping[str, list[dict[str, Any]]] = _PresetAttacks()
-EOT_SAMPLES_THOROUGH = 10
+# Draws of EOT and votes per prediction for a randomized model (config ``eot_samples``), as in
+# Croce & Hein 2020's evaluation of randomized defenses.
+EOT_SAMPLES = 20
 
 
 class _Checks(Mapping[str, str]):
@@ -274,6 +286,39 @@ class AttackSpec(_Section):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class BPDAOptions(_Section):
+    """BPDA for a non-differentiable step before the network (Athalye et al. 2018)."""
+
+    preprocess: str | None = Field(
+        None,
+        description="'package.module:callable': the step the model applies to its input (default: the "
+        "model module's .preprocess)",
+    )
+    model_body: str | None = Field(
+        None, description="the network after preprocess, a model spec (default: the model module's .body)"
+    )
+    backward: str = Field(
+        "identity",
+        description="'package.module:callable': a differentiable surrogate of preprocess for the backward "
+        "pass, or identity (straight-through)",
+    )
+
+
+class TransferOptions(_Section):
+    """A transfer attack from a surrogate model."""
+
+    surrogate: str = Field(description="model spec of a surrogate trained independently of the model")
+    attack: str = Field("apgd-ce", description="the attack run on the surrogate")
+    params: dict[str, Any] = Field(default_factory=dict, description="its parameters")
+
+
+class AdaptiveSection(_Section):
+    """Adaptive attacks added to any preset or attack list."""
+
+    bpda: BPDAOptions | None = Field(None, description="every gradient attack runs through BPDA")
+    transfer: TransferOptions | None = Field(None, description="a transfer attack runs after the others")
+
+
 class SanityChecksSection(_Section):
     """The sanity checks (a)-(h); each can be waived only with a written reason."""
 
@@ -347,7 +392,7 @@ class AuditConfig(_Section):
     model: ModelSection
     data: DataSection
     threat: ThreatSection
-    attacks: Literal["quick", "standard", "thorough"] | list[AttackSpec] = "standard"
+    attacks: Literal["quick", "standard", "thorough", "plus", "malt"] | list[AttackSpec] = "standard"
     sanity_checks: SanityChecksSection = Field(default_factory=SanityChecksSection)
     gates: GatesSection = Field(default_factory=GatesSection)
     output: OutputSection = Field(default_factory=OutputSection)
@@ -356,6 +401,13 @@ class AuditConfig(_Section):
         "auto",
         description="CPU threads for the model (auto: 1 for a model whose batch pass is tiny, else the free "
         "cores; more threads than that only spin against other jobs on a shared runner)",
+    )
+    # Randomized models (the determinism check decides): EOT draws and the votes that judge success.
+    adaptive: AdaptiveSection = Field(default_factory=AdaptiveSection)
+    eot_samples: Annotated[StrictInt, Field(ge=2, le=1000)] = Field(
+        EOT_SAMPLES,
+        description="for a randomized forward pass: draws averaged by every gradient attack (EOT) and "
+        "predictions whose majority judges each example",
     )
 
     @property
@@ -728,8 +780,34 @@ def resolve_attacks(cfg: AuditConfig) -> list[AttackSpec]:
             if cls is not None and cfg.threat.norm not in cls.norms:
                 continue
             out.append(AttackSpec(name=spec["name"], params=dict(spec["params"])))
-        return out
-    return [AttackSpec(name=a.name, params=dict(a.params)) for a in cfg.attacks]
+        return with_adaptive(cfg, out)
+    return with_adaptive(cfg, [AttackSpec(name=a.name, params=dict(a.params)) for a in cfg.attacks])
+
+
+def with_adaptive(cfg: AuditConfig, attacks: list[AttackSpec]) -> list[AttackSpec]:
+    """The attacks with the config's ``adaptive`` block applied: under ``bpda`` every white-box
+    attack runs inside the ``bpda`` wrapper (the named preprocessing, body and backward
+    surrogate); ``transfer`` appends a transfer attack from the named surrogate."""
+    adaptive = cfg.adaptive
+    if adaptive.bpda is None and adaptive.transfer is None:
+        return attacks
+    from attacks.registry import available
+
+    known = available()
+    out = []
+    for spec in attacks:
+        cls = known.get(spec.name)
+        if adaptive.bpda is not None and cls is not None and cls.kind == "white-box" and spec.name != "bpda":
+            options = adaptive.bpda.model_dump()
+            spec = AttackSpec(
+                name="bpda", params={"attack": spec.name, "attack_params": spec.params, **options}
+            )
+        out.append(spec)
+    if adaptive.transfer is not None:
+        t = adaptive.transfer
+        params = {"surrogate": t.surrogate, "attack": t.attack, "attack_params": dict(t.params)}
+        out.append(AttackSpec(name="transfer", params=params))
+    return out
 
 
 def default_large_eps(norm: str, eps: list[float], bounds: tuple[float, float]) -> float:

@@ -3,7 +3,7 @@
 A check is one file in ``robustness/audit/checks/``: a :class:`SanityCheck` subclass declaring
 its ``name`` (stable: waivers use it), ``title``, ``explanation`` (why it matters, for readers
 who are not attack specialists), ``measures`` (what it measures) and its ``letter`` (its place
-in the documented order (a)..(h)), registered with ``@register_check``. The registry finds the
+in the documented order (a)..(i)), registered with ``@register_check``. The registry finds the
 files by walking that folder; the
 config's waiver names and schema, the order of the results and every report's title and
 explanation come from these declarations.
@@ -112,7 +112,7 @@ class SanityCheck:
     title: ClassVar[str] = ""
     explanation: ClassVar[str] = ""
     measures: ClassVar[str] = ""
-    letter: ClassVar[str] = ""  # its place in the documented order (a)..(h); nothing else
+    letter: ClassVar[str] = ""  # its place in the documented order (a)..(i); nothing else
     kind: ClassVar[str] = "attack"  # "model" or "attack"
 
     def __init__(self, audit: AuditRunner) -> None:

@@ -46,6 +46,7 @@ class Ledger:
         self.robust_at: list[torch.Tensor] = []
         self.broken_by_at: list[list[str | None]] = []
         self.norm_at: list[torch.Tensor] = []
+        self.adv_pred_at: list[torch.Tensor] = []
 
     # -- reading ----------------------------------------------------------------------------
     @property
@@ -109,15 +110,20 @@ class Ledger:
         self.robust_at.append(self.alive)
         self.broken_by_at.append(self.broken_by())
         self.norm_at.append(self._norm.clone())
+        self.adv_pred_at.append(self.adv_pred.clone())
 
     # -- the outputs ------------------------------------------------------------------------
     def sample_rows(self, ids: list[str], eps: list[float]) -> str:
         """samples.jsonl: per sample its id, label, clean prediction and, at every eps, whether it
-        is robust, the attack that broke it and the perturbation's norm."""
+        is robust, the attack that broke it, the perturbation's norm and the prediction on its
+        example (the clean prediction where no example was found)."""
         from robustness.audit.outputs import samples_lines
 
         robust, broken_by, norms = self.sample_columns()
-        return samples_lines(ids, self.y.tolist(), self.clean_pred.tolist(), eps, robust, broken_by, norms)
+        adv_pred = [column.tolist() for column in self.adv_pred_at]
+        return samples_lines(
+            ids, self.y.tolist(), self.clean_pred.tolist(), eps, robust, broken_by, norms, adv_pred
+        )
 
     def sample_columns(self) -> tuple[list[list[bool]], list[list[str | None]], list[list[float]]]:
         """``robust``, ``broken_by`` and ``perturbation_norm`` as [eps][sample]; the norm is 0 for

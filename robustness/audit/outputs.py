@@ -76,8 +76,10 @@ def samples_lines(
     robust: list[list[bool]],
     broken_by: list[list[str | None]],
     pnorm: list[list[float]],
+    adv_pred: list[list[int]],
 ) -> str:
-    """samples.jsonl: one JSON object per sample; ``robust``/``broken_by``/``pnorm`` are [eps][sample]."""
+    """samples.jsonl: one JSON object per sample; ``robust``/``broken_by``/``pnorm``/``adv_pred``
+    are [eps][sample]."""
     out = []
     for i, sid in enumerate(ids):
         out.append(
@@ -92,6 +94,7 @@ def samples_lines(
                             "robust": bool(robust[j][i]),
                             "broken_by": broken_by[j][i],
                             "perturbation_norm": float(pnorm[j][i]),
+                            "adv_pred": int(adv_pred[j][i]),
                         }
                         for j, e in enumerate(eps)
                     ],

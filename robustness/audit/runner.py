@@ -35,7 +35,6 @@ from robustness.audit.ledger import Ledger
 from robustness.audit.stages import StageOutcome, Stages
 from robustness.checkpoint import Checkpoint, derive_seed
 from robustness.config import (
-    EOT_SAMPLES_THOROUGH,
     AttackSpec,
     AuditConfig,
     apply_overrides,
@@ -142,6 +141,8 @@ class AuditRunner:
         self.check_time = 0.0
         self.attack_time = 0.0
         self.eot_used = False
+        # Set by the determinism check: the forward pass is randomized (EOT, majority votes).
+        self.randomized = False
         self.robust_rows: list[dict[str, Any]] = []
         self._spec_by_label: dict[str, AttackSpec] = {}
 
@@ -176,6 +177,7 @@ class AuditRunner:
             seed=self.cfg.data_seed,
             bounds=model.bounds,
             model_outputs=model.num_classes,
+            **self.cfg.data.load_options(),  # data.args, image_size, image_mode, workers
         )
 
     def _fingerprint_parts(self, attacks: list[AttackSpec], model: Any, data: Any) -> dict[str, Any]:
@@ -194,6 +196,7 @@ class AuditRunner:
                 "large_eps": checks.large_eps,
             },
             "seed": cfg.seed,
+            "eot_samples": cfg.eot_samples,
             "model": model.sha256(),
             "data": data.sha256(),
         }
@@ -228,6 +231,8 @@ class AuditRunner:
         self.ledger = Ledger(self.x, self.y, self.clean_pred, len(self.eps_grid))
         self.checks: list[SanityCheck] = [check(self) for check in checks_in_order()]
         attacks = self._measure_the_model(attacks)
+        if self.randomized:  # the clean metrics of the voted predictions
+            clean = self._clean_metrics()
         self.attack_specs = attacks
         self.labels = self.labels_of(attacks)
         self._spec_by_label.update(zip(self.labels, attacks))
@@ -314,8 +319,6 @@ class AuditRunner:
 
     def _clean(self) -> tuple[dict[str, Any], float]:
         """Clean predictions (checkpointed: a resumed run must start from the same ones) and metrics."""
-        from robustness.core.metrics import classification_metrics
-
         t0 = time.perf_counter()
 
         def clean_predictions() -> torch.Tensor:
@@ -328,26 +331,74 @@ class AuditRunner:
 
         # Rank 0's predictions everywhere: every rank must attack the same set of samples.
         self.clean_pred = self.dist.main_only(clean_predictions)
+        return self._clean_metrics(), time.perf_counter() - t0
+
+    def _clean_metrics(self) -> dict[str, Any]:
+        from robustness.core.metrics import classification_metrics
+
         clean = classification_metrics(self.y.numpy(), self.clean_pred.numpy(), int(self.model.num_classes))
         clean["ci"] = clean["accuracy_ci"]
-        return clean, time.perf_counter() - t0
+        return clean
 
     def _measure_the_model(self, attacks: list[AttackSpec]) -> list[AttackSpec]:
-        """The model checks, first: a randomized model under the thorough preset gets its gradient
-        attacks wrapped in EOT (and is measured again knowing that)."""
+        """The model checks, first. A randomized forward pass (whatever the preset) switches the
+        audit to the evaluation of randomized defenses: every gradient attack averages
+        ``eot_samples`` draws (EOT), every prediction that judges success is the majority of
+        ``eot_samples`` draws (the clean ones included), and the checks that asked are measured
+        again knowing that; their detail says so."""
         t0 = time.perf_counter()
         model_checks = [c for c in self.checks if c.kind == "model"]
         outcomes = self.dist.main_only(lambda: [c.measure_model(eot_used=False) for c in model_checks])
         asking = [c for c, outcome in zip(model_checks, outcomes) if c.wants_eot(outcome)]
-        if asking and self.cfg.attacks == "thorough":
+        if asking:
+            self.randomized = True
             attacks, self.eot_used = self._with_eot(attacks)
+            self.stages.votes = int(self.cfg.eot_samples)
+            self._clean_by_vote()
             again = self.dist.main_only(lambda: [c.measure_model(eot_used=self.eot_used) for c in asking])
             for check, outcome in zip(asking, again):
+                outcome.detail += " " + self.randomized_protocol()
+                outcome.measured["eot_samples"] = int(self.cfg.eot_samples)
                 outcomes[model_checks.index(check)] = outcome
         for check, outcome in zip(model_checks, outcomes):
             check.outcome = outcome
         self.check_time += time.perf_counter() - t0
         return attacks
+
+    def randomized_protocol(self) -> str:
+        """How a randomized model was evaluated, in one sentence for the report."""
+        n = int(self.cfg.eot_samples)
+        return (
+            f"Randomized-defense protocol: each gradient attack averaged {n} draws of the model per step "
+            f"(EOT); every prediction that judged success, the clean ones included, is the majority of "
+            f"{n} draws, so a sample counts as broken only when most draws misclassify it; each "
+            "sample's example is the one its repeated predictions confirmed, and a single lucky draw "
+            "never took a sample away from the later attacks."
+        )
+
+    def _clean_by_vote(self) -> None:
+        """Clean predictions by majority vote (checkpointed), and the ledger started on them."""
+        from attacks.base import majority_vote
+
+        def voted() -> torch.Tensor:
+            rec = self.checkpoint.load_json("clean-votes")
+            if isinstance(rec, dict) and isinstance(rec.get("pred"), list) and len(rec["pred"]) == self.n:
+                return torch.tensor(rec["pred"], dtype=torch.long)
+            with self.model.evaluating(freeze=True):
+                pred, _, _ = majority_vote(
+                    self.model,
+                    self.x.to(self.model.device),
+                    self.y,
+                    votes=int(self.cfg.eot_samples),
+                    seed=derive_seed(self.cfg.seed, "clean-votes"),
+                    batch_size=self.cfg.data.batch_size,
+                )
+            pred = pred.cpu()
+            self.checkpoint.save_json("clean-votes", {"pred": pred.tolist()})
+            return pred
+
+        self.clean_pred = self.dist.main_only(voted)
+        self.ledger = Ledger(self.x, self.y, self.clean_pred, len(self.eps_grid))
 
     def _attack_at(self, eps_index: int, eps: float) -> None:
         """One eps: each attack on the samples still robust, folded into the ledger; then the
@@ -431,12 +482,15 @@ class AuditRunner:
 
     @staticmethod
     def labels_of(attacks: list[AttackSpec]) -> list[str]:
-        """Unique labels of a list of attacks: pgd, pgd#2, ..."""
+        """Unique labels of a list of attacks: pgd, pgd#2, eot(fab), bpda(apgd-ce), ..."""
         seen: dict[str, int] = {}
         out = []
         for a in attacks:
-            seen[a.name] = seen.get(a.name, 0) + 1
-            out.append(a.name if seen[a.name] == 1 else f"{a.name}#{seen[a.name]}")
+            # A wrapper (eot, bpda, transfer) is named with the attack it wraps: eot(fab).
+            inner = a.params.get("attack")
+            name = f"{a.name}({inner})" if isinstance(inner, str) else a.name
+            seen[name] = seen.get(name, 0) + 1
+            out.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
         return out
 
     def _main_attack(self, attacks: list[AttackSpec]) -> AttackSpec | None:
@@ -448,42 +502,21 @@ class AuditRunner:
         return None
 
     def _with_eot(self, attacks: list[AttackSpec]) -> tuple[list[AttackSpec], bool]:
-        """Gradient attacks with expectation over transformations (for a randomized model)."""
-        from attacks.registry import available, get_attack
-
-        known = available()
-        out, any_wrapped = [], False
+        """Every gradient attack with expectation over transformation (a randomized model): APGD
+        averages its own ``eot_samples`` draws per step (``eot_iter``), any other white-box attack
+        runs inside the ``eot`` wrapper; black-box attacks are judged by the votes alone."""
+        draws = int(self.cfg.eot_samples)
+        out = []
         for spec in attacks:
-            inst = get_attack(spec.name, **spec.params)
-            if inst.kind != "white-box":
+            inst = self.stages.instance(spec)
+            if inst.kind != "white-box" or spec.name == "eot":
                 out.append(spec)
-                continue
-            if "eot_iter" in inst.params:
-                out.append(
-                    AttackSpec(name=spec.name, params={**spec.params, "eot_iter": EOT_SAMPLES_THOROUGH})
-                )
-                any_wrapped = True
-                continue
-            wrapper = known.get("eot")
-            keys = set(wrapper.defaults()) if wrapper else set()
-            inner = next((k for k in ("attack", "inner") if k in keys), None)
-            inner_params = next((k for k in ("attack_params", "inner_params", "params") if k in keys), None)
-            samples = next((k for k in ("eot_samples", "samples") if k in keys), None)
-            if inner and inner_params and samples:
-                out.append(
-                    AttackSpec(
-                        name="eot",
-                        params={
-                            inner: spec.name,
-                            inner_params: dict(spec.params),
-                            samples: EOT_SAMPLES_THOROUGH,
-                        },
-                    )
-                )
-                any_wrapped = True
+            elif "eot_iter" in inst.params:
+                out.append(AttackSpec(name=spec.name, params={**spec.params, "eot_iter": draws}))
             else:
-                out.append(spec)
-        return out, any_wrapped
+                params = {"attack": spec.name, "attack_params": dict(spec.params), "eot_samples": draws}
+                out.append(AttackSpec(name="eot", params=params))
+        return out, any(new is not old for new, old in zip(out, attacks))
 
     # -- the checks' verdicts ----------------------------------------------------------------
     def _judge_checks(self) -> list[dict[str, Any]]:
@@ -521,6 +554,8 @@ class AuditRunner:
         from robustness.audit.outputs import EXAMPLES_FILE, SAMPLES_FILE, SCHEMA_VERSION, environment, now_iso
 
         cfg, model, data, dist = self.cfg, self.model, self.data, self.dist
+        card = model.metadata.get("card") or {}
+        class_names = data.meta.get("class_names")
         return {
             "schema_version": SCHEMA_VERSION,
             "tool_version": __version__,
@@ -543,6 +578,8 @@ class AuditRunner:
                 "std": model.std,
                 # how a factory was built (model.args / --model-arg), so the audit names the model it measured
                 **({"args": dict(model.metadata["args"])} if model.metadata.get("args") else {}),
+                # a model trained with differential privacy: the (epsilon, delta) its card records
+                **{key: card[key] for key in ("epsilon", "delta") if card.get(key) is not None},
             },
             "data": {
                 "spec": data.spec,
@@ -551,6 +588,7 @@ class AuditRunner:
                 "shape": list(self.x.shape[1:]),
                 "seed": cfg.data_seed,
                 "n_examples": cfg.data.n_examples,
+                **({"class_names": list(class_names)} if class_names else {}),
             },
             "threat": {"norm": self.norm, "eps": self.eps_grid, "bounds": list(model.bounds)},
             "clean": clean,

@@ -86,6 +86,9 @@ class Stages:
         self.checkpoint = checkpoint
         self.dist = dist
         self.progress = progress
+        # Predictions whose majority judges each example (attacks.base.majority_vote): the
+        # runner raises it for a model whose forward pass is randomized.
+        self.votes = 1
         self._instances: dict[tuple[str, str], Any] = {}
 
     def instance(self, spec: AttackSpec) -> Any:
@@ -190,7 +193,16 @@ class Stages:
             # Page-locked host memory: a direct DMA copy that does not block the host.
             xb = xb.pin_memory().to(model.device, non_blocking=True)
             yb = yb.pin_memory().to(model.device, non_blocking=True)
-        res = attack(model, xb, yb, eps=float(eps), norm=self.norm, seed=seed, batch_size=self.batch_size)
+        res = attack(
+            model,
+            xb,
+            yb,
+            eps=float(eps),
+            norm=self.norm,
+            seed=seed,
+            batch_size=self.batch_size,
+            votes=self.votes,
+        )
         if model.device.type == "cuda":
             torch.cuda.synchronize(model.device)
         elapsed = time.perf_counter() - t0

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from robustness.cli.common import add_data_source_options, data_options_from, model_args_from, threads_arg
+from robustness.presets import PRESETS
 
 EXIT_CODES = {"pass": 0, "fail": 1, "unreliable": 3}
 
@@ -43,9 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--eps", type=float, nargs="+", metavar="E", help="eps grid (overrides threat.eps)")
     p.add_argument("--norm", choices=["linf", "l2", "l1"], help="norm (overrides threat.norm)")
-    p.add_argument(
-        "--preset", choices=["quick", "standard", "thorough"], help="attack preset (overrides attacks)"
-    )
+    p.add_argument("--preset", choices=PRESETS, help="attack preset (overrides attacks)")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (overrides model.device)")
     p.add_argument(
         "--precision",

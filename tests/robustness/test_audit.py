@@ -125,6 +125,7 @@ def test_checks_gates_and_verdict(audited):
         "gradients_nonzero",
         "deterministic_forward",
         "outputs_logits",
+        "binarization",
     ]
     for c in res["sanity_checks"]:
         assert c["status"] in ("pass", "skip"), c

@@ -120,6 +120,7 @@ def test_builtin_checks_are_files_in_the_documented_order():
         "gradients_nonzero",
         "deterministic_forward",
         "outputs_logits",
+        "binarization",
     ]
     assert SANITY_CHECKS.package == "robustness.audit.checks"
     assert all(c.title and c.explanation and c.measures for c in SANITY_CHECKS.items().values())

@@ -119,7 +119,9 @@ def test_waivers_need_a_reason_and_a_known_check():
     assert cfg.sanity_checks.waive == {"outputs_logits": "served as probabilities by design"}
     err = error_of(base(sanity_checks={"enabled": False}))
     assert err.field == "sanity_checks.reason"
-    assert set(CHECKS) >= {"iterative_beats_single_step", "outputs_logits"} and len(CHECKS) == 8
+    assert (
+        set(CHECKS) >= {"iterative_beats_single_step", "outputs_logits", "binarization"} and len(CHECKS) == 9
+    )
 
 
 def test_gate_eps_must_be_evaluated_and_max_drop_needs_a_baseline(tmp_path):
@@ -183,3 +185,18 @@ def test_validate_and_schema_commands(tmp_path):
         doc["properties"]
     )
     assert doc["additionalProperties"] is False
+
+
+def test_the_preset_names_are_written_once():
+    import typing
+
+    from robustness.config import AuditConfig
+    from robustness.presets import PRESETS
+
+    literal = typing.get_args(AuditConfig.model_fields["attacks"].annotation)[0]
+    assert typing.get_args(literal) == PRESETS
+    from robustness.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    preset = next(a for a in sub.choices["audit"]._actions if a.dest == "preset")
+    assert tuple(preset.choices) == PRESETS

@@ -68,6 +68,8 @@ def test_fold_carry_rows_and_examples():
     ]
     norms = [[round(e["perturbation_norm"], 6) for e in r["eps"]] for r in rows]
     assert norms == [[0.0, 0.0], [0.1, 0.1], [0.2, 0.2], [0.0, 0.3], [0.0, 0.0]]
+    # the prediction on each sample's example at each eps; the clean one until it broke
+    assert [[e["adv_pred"] for e in r["eps"]] for r in rows] == [[0, 0], [9, 9], [7, 7], [3, 9], [0, 0]]
 
     examples = ledger.examples(IDS, [0.1, 0.2])
     order = examples["ids"].tolist()

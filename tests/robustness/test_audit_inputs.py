@@ -1,0 +1,70 @@
+"""The audit reads its data the way the other commands do, and records what it read.
+
+``data.args``/``image_size``/``image_mode`` (and their flags) reach the loader; the class names
+of an image folder and the (epsilon, delta) of a DP-trained model land in results.json.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from robustness.audit import run_audit
+from robustness.cli import main
+
+
+def _config(outdir: Path, data: dict, model: dict) -> dict:
+    return {
+        "model": {"device": "cpu", **model},
+        "data": {"n_examples": 9, "batch_size": 9, **data},
+        "threat": {"norm": "linf", "eps": [0.05]},
+        "attacks": [{"name": "pgd", "params": {"steps": 3}}],
+        "sanity_checks": {"enabled": False, "reason": "only the inputs are under test"},
+        "output": {"dir": str(outdir), "formats": ["json"]},
+    }
+
+
+def test_an_audit_of_an_image_folder_records_its_class_names(image_folder, image_models, tmp_path):
+    # images of 20x16: only image_size makes them fit the 12x12 model
+    root = image_folder(3, sizes=((20, 16),))
+    cfg = _config(
+        tmp_path / "run",
+        {"spec": f"folder:{root}", "image_size": 12, "image_mode": "RGB"},
+        {"spec": "rb_image_models:make", "args": {"num_classes": 3}},
+    )
+    res = run_audit(cfg)
+    assert res["data"]["class_names"] == ["cat", "dog", "eel"]
+    assert res["data"]["shape"] == [3, 12, 12] and res["data"]["n"] == 9
+    on_disk = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert on_disk["data"]["class_names"] == ["cat", "dog", "eel"]
+
+
+def test_the_audit_flags_set_the_data_options(image_folder, image_models, tmp_path, capsys):
+    root = image_folder(3, sizes=((20, 16),))
+    config = tmp_path / "audit.yaml"
+    config.write_text(
+        json.dumps(_config(tmp_path / "run", {"spec": "builtin:digits"}, {"spec": "rb_image_models:make"}))
+    )
+    argv = ["audit", str(config), "--data", f"folder:{root}", "--model-arg", "num_classes=3", "-q"]
+    assert main([*argv, "--image-size", "12", "--exit-zero"]) == 0
+    res = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert res["config"]["data"]["image_size"] == 12 and res["data"]["class_names"] == ["cat", "dog", "eel"]
+    # without --image-size the 20x16 images do not fit the 12x12 model: an error, exit 2
+    capsys.readouterr()
+    assert main([*argv, "--restart"]) == 2
+    assert "robustness audit: error" in capsys.readouterr().err
+
+
+def test_a_dp_trained_model_carries_its_privacy_budget_into_the_results(tmp_path, monkeypatch):
+    from robustness.core import model as model_module
+
+    real = model_module.load_model
+
+    def with_card(*args, **kwargs):
+        model = real(*args, **kwargs)
+        model.metadata["card"] = {**(model.metadata.get("card") or {}), "epsilon": 2.9991, "delta": 1e-5}
+        return model
+
+    monkeypatch.setattr(model_module, "load_model", with_card)
+    res = run_audit(_config(tmp_path / "run", {"spec": "builtin:digits"}, {"spec": "zoo:digits-cnn"}))
+    assert res["model"]["epsilon"] == 2.9991 and res["model"]["delta"] == 1e-5
