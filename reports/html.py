@@ -907,6 +907,7 @@ def _system(res: AuditResults) -> str:
                 "output",
                 "probabilities (gradient attacks are weakened)" if m.outputs_probabilities else "logits",
             ),
+            *([("differential privacy", m.privacy_text())] if m.epsilon is not None else []),
             ("data spec", data.spec),
             ("data SHA-256", data.sha256),
             (

@@ -522,18 +522,7 @@ def _system(w: _Writer, res: AuditResults) -> None:
                 "probabilities (gradient attacks are weakened)" if m.outputs_probabilities else "logits",
             ),
             # A model trained with differential privacy (DP-SGD) carries its spent budget in its card.
-            *(
-                [
-                    (
-                        "differential privacy",
-                        # rounded up: a privacy budget is never shown smaller than spent
-                        f"({math.ceil(m.epsilon * 1000) / 1000:g}, {_or(m.delta, '?')})-DP training "
-                        "(DP-SGD), from its model card",
-                    )
-                ]
-                if m.epsilon is not None
-                else []
-            ),
+            *([("differential privacy", m.privacy_text())] if m.epsilon is not None else []),
             ("data spec", data.spec),
             ("data SHA-256", data.sha256),
             (

@@ -173,6 +173,18 @@ class ModelInfo(Record):
     )
     delta: Number | None = Field(None, description="the delta of that (epsilon, delta) guarantee")
 
+    def privacy_text(self) -> str | None:
+        """The DP guarantee as the reports print it (None when the card records none); epsilon
+        rounded up, since a privacy budget is never shown smaller than it was spent."""
+        if self.epsilon is None:
+            return None
+        import math
+
+        delta = "?" if self.delta is None else f"{self.delta:g}"
+        return (
+            f"({math.ceil(self.epsilon * 1000) / 1000:g}, {delta})-DP training (DP-SGD), from its model card"
+        )
+
 
 class DataInfo(Record):
     spec: str | None = None

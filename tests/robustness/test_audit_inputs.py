@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from robustness.audit import run_audit
 from robustness.cli import main
 
@@ -66,5 +68,11 @@ def test_a_dp_trained_model_carries_its_privacy_budget_into_the_results(tmp_path
         return model
 
     monkeypatch.setattr(model_module, "load_model", with_card)
-    res = run_audit(_config(tmp_path / "run", {"spec": "builtin:digits"}, {"spec": "zoo:digits-cnn"}))
+    cfg = _config(tmp_path / "run", {"spec": "builtin:digits"}, {"spec": "zoo:digits-cnn"})
+    res = run_audit({**cfg, "output": {"dir": str(tmp_path / "run"), "formats": ["json", "html", "pdf"]}})
     assert res["model"]["epsilon"] == 2.9991 and res["model"]["delta"] == 1e-5
+    shown = "(3, 1e-05)-DP training (DP-SGD)"  # epsilon rounded up, never down
+    assert shown in (tmp_path / "run" / "report.html").read_text()
+    pypdf = pytest.importorskip("pypdf")
+    pdf_text = " ".join(p.extract_text() for p in pypdf.PdfReader(str(tmp_path / "run" / "report.pdf")).pages)
+    assert shown in pdf_text
