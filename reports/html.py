@@ -1108,8 +1108,17 @@ def _classes(res: AuditResults) -> list[str]:
     return sorted(names, key=lambda k: (len(k), k))
 
 
+def _class_label(res: AuditResults, key: str) -> str:
+    """A class as the data names it ("cat (3)"), or its index where the data names none."""
+    names = res.data.class_names if res.data is not None else None
+    if names and key.isdigit() and int(key) < len(names):
+        return f"{names[int(key)]} ({key})"
+    return key
+
+
 def _per_class(res: AuditResults, samples: list[Any] | None, samples_note: str) -> str:
     classes = _classes(res)
+    labels = [_class_label(res, c) for c in classes]
     out = []
     rows = [r for r in res.robust if r.per_class_accuracy]
     if rows:
@@ -1119,7 +1128,7 @@ def _per_class(res: AuditResults, samples: list[Any] | None, samples_note: str) 
         out.append(
             heat_table(
                 "Accuracy per class: clean, and robust at each eps",
-                classes,
+                labels,
                 columns,
                 values,
                 show=lambda v: formatting.pct(v, 0),
@@ -1132,7 +1141,9 @@ def _per_class(res: AuditResults, samples: list[Any] | None, samples_note: str) 
     else:
         out.append('<p class="note">The results hold no per-class robust accuracy.</p>')
     if classes:
-        options = "".join(f'<option value="{esc(c)}">{esc(c)}</option>' for c in classes)
+        options = "".join(
+            f'<option value="{esc(c)}">{esc(name)}</option>' for c, name in zip(classes, labels)
+        )
         out.append(
             '<div class="picker"><label>Show one true class: <select id="class-picker">'
             f'<option value="">all classes</option>{options}</select></label></div>'

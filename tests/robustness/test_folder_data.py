@@ -244,3 +244,12 @@ def test_report_per_class_heat_map_uses_class_names():
     assert heat.values[0][0] == res.clean.per_class_accuracy["0"]
     assert heat.values[1][1] == res.robust[0].per_class_accuracy["1"]
     assert render_pdf_bytes(res).startswith(b"%PDF")
+
+
+def test_html_per_class_table_and_picker_use_class_names(tmp_path):
+    from reports import as_results, html
+
+    raw = json.loads((Path(__file__).parents[1] / "reports" / "data" / "results.json").read_text())
+    raw["data"]["class_names"] = [f"kind{i}" for i in range(int(raw["model"]["num_classes"]))]
+    page = html.render(as_results(raw), tmp_path / "report.html").read_text()
+    assert "kind3 (3)" in page and '<option value="3">kind3 (3)</option>' in page
