@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every GPU check in one run, for a lent GPU machine without internet (bench/README.md):
-# the tests marked `gpu`, then `bench/scale.py --gpu`, which writes its table into
-# bench/RESULTS.md. With $OUT set (the device tool's output folder) the updated RESULTS.md and
+# the tests marked `gpu`, then `bench/scale.py --gpu` and `bench/certify.py --only speed` on
+# the GPU, which write their tables into bench/RESULTS.md. The three fit the device tool's
+# 600 s per command. With $OUT set (the device tool's output folder) the updated RESULTS.md and
 # the logs are copied there.
 #
 # usage: bash bench/gpu_session.sh [WHEELS]
@@ -24,7 +25,8 @@ print("torch", torch.__version__, "on", torch.cuda.get_device_name(0))
 PY
 log=${OUT:-${TMPDIR:-/tmp}}
 status=0
-timeout 300 python -m pytest -q -m gpu -p no:cacheprovider tests 2>&1 | tee "$log/gpu-tests.log" || status=1
-timeout 480 python bench/scale.py --gpu 2>&1 | tee "$log/scale-gpu.log" || status=1
+timeout 180 python -m pytest -q -m gpu -p no:cacheprovider tests 2>&1 | tee "$log/gpu-tests.log" || status=1
+timeout 300 python bench/scale.py --gpu 2>&1 | tee "$log/scale-gpu.log" || status=1
+timeout 90 python bench/certify.py --device cuda --only speed --repeats 1 2>&1 | tee "$log/certify-gpu.log" || status=1
 [ -n "${OUT:-}" ] && cp bench/RESULTS.md "$OUT/"
 exit $status
