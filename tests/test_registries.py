@@ -12,7 +12,8 @@ from attacks.registry import ATTACKS, get_attack
 from defenses.objective import OBJECTIVES, get_objective_class
 from robustness import zoo
 from robustness.cli import main
-from robustness.core.errors import AttackError, ConfigError, ModelError
+from robustness.core.corruptions import CORRUPTIONS, get_corruption
+from robustness.core.errors import AttackError, ConfigError, ModelError, UsageError
 from robustness.core.registry import Registry
 
 KINDS = [
@@ -21,6 +22,15 @@ KINDS = [
         OBJECTIVES, get_objective_class, "pgd-att", "training method", ConfigError, "'pgd-at'", id="objective"
     ),
     pytest.param(zoo.ZOO, zoo.entry, "digits-cnm", "zoo model", ModelError, "'digits-cnn'", id="zoo"),
+    pytest.param(
+        CORRUPTIONS,
+        get_corruption,
+        "gausian_noise",
+        "corruption",
+        UsageError,
+        "'gaussian_noise'",
+        id="corruption",
+    ),
 ]
 
 
@@ -32,7 +42,7 @@ def test_unknown_name_error_is_uniform(registry, lookup, name, kind, error, clos
     exc = raised.value
     assert exc.message == f"unknown {kind} {name!r}"
     assert exc.fix.startswith(f"Known: {', '.join(registry.names())}. Did you mean {closest}?")
-    assert exc.field in ("attack", "method", "model")
+    assert exc.field in ("attack", "method", "model", "corruption")
 
 
 @pytest.mark.parametrize(
