@@ -17,20 +17,26 @@ once (on the device, ``torch.where``) and leaves the batch at the next compactio
 the CPU; every ``attacks.base.COMPACT_EVERY_CUDA`` steps on a GPU, where deciding to shrink the batch needs a
 host synchronisation that would stall the queue of kernels every step. Later steps, restarts and
 targets cost only what is still robust.
+
+Each run reports its loss trajectory to ``ctx.trace`` (:mod:`attacks.trace`) once it is over: per
+sample the loss at the start, the best loss when the last tenth of the steps began and the best
+loss at the end, from which the indicators of attack failure are read at no extra cost.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
 from attacks.base import Attack, AttackContext
+from attacks.layout import in_layout, input_layout
 from attacks.losses import ce_loss, dlr_loss
 from attacks.registry import register
 from attacks.steps import ascent_direction
+from attacks.trace import late_step
 from robustness.core.errors import AttackError
 from robustness.core.threat import lp_norm
 
@@ -74,6 +80,7 @@ def _loss_and_grad(
     targets: torch.Tensor | None,
     loss_fn: LossFn,
     eot_iter: int,
+    layout: torch.memory_format = torch.contiguous_format,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The logits of every draw (``eot_iter``, n, classes), and the per-sample loss and input
     gradient averaged over the ``eot_iter`` draws (expectation over a randomized model's draws)."""
@@ -81,7 +88,7 @@ def _loss_and_grad(
     loss_sum = torch.zeros(x_adv.shape[0], device=x_adv.device)
     draws = []
     for _ in range(eot_iter):
-        xr = x_adv.detach().requires_grad_(True)
+        xr = in_layout(x_adv.detach(), layout).requires_grad_(True)
         logits = ctx.model(xr)
         loss = loss_fn(logits, y, targets)
         (g,) = torch.autograd.grad(loss.sum(), xr)
@@ -114,6 +121,9 @@ class _Active:
     # The first adversarial point, recorded on the device until the next compaction.
     hit: torch.Tensor
     adv: torch.Tensor
+    # The loss at the start and the best loss when the late window began (attacks.trace).
+    f_start: torch.Tensor
+    f_late: torch.Tensor
     loss_targets: torch.Tensor | None  # feed the loss (targeted DLR)
     adv_targets: torch.Tensor | None  # decide what counts as adversarial (None: any misclassification)
 
@@ -121,6 +131,23 @@ class _Active:
         """The samples ``keep`` selects (a boolean mask)."""
         values = {field.name: getattr(self, field.name) for field in fields(self)}
         return _Active(**{name: None if v is None else v[keep] for name, v in values.items()})
+
+
+class APGDRun(NamedTuple):
+    """What one APGD run found, per sample of its batch.
+
+    ``x_adv``, ``found``: the first adversarial point and whether there was one. ``x_max``,
+    ``f_max``: the best-loss point and its loss (for a sample that left early, at the moment it
+    left). ``f_start``, ``f_late``: the loss at the random start and the best loss when the last
+    tenth of the steps began (:func:`attacks.trace.late_step`), for the indicators of failure.
+    """
+
+    x_adv: torch.Tensor
+    found: torch.Tensor
+    x_max: torch.Tensor
+    f_max: torch.Tensor
+    f_start: torch.Tensor
+    f_late: torch.Tensor
 
 
 def apgd_run(
@@ -135,13 +162,11 @@ def apgd_run(
     steps: int,
     rho: float,
     eot_iter: int = 1,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One APGD run from a random start on the batch ``x``.
+) -> APGDRun:
+    """One APGD run from a random start on the batch ``x`` (see :class:`APGDRun`).
 
     ``loss_targets`` feed the loss (e.g. the target class of targeted DLR); ``adv_targets`` decide
-    what counts as adversarial (None: any misclassification). Returns ``(x_adv, found, x_max,
-    f_max)``: the first adversarial point per sample and whether one was found, and the best-loss
-    point with its loss (for samples that left early, the loss at the point they left).
+    what counts as adversarial (None: any misclassification).
     """
     n = x.shape[0]
     view = (-1,) + (1,) * (x.dim() - 1)
@@ -149,10 +174,15 @@ def apgd_run(
     found = torch.zeros(n, dtype=torch.bool, device=x.device)
     x_max_out = x.clone()
     f_max_out = torch.full((n,), float("-inf"), device=x.device)
+    f_start_out = f_max_out.clone()
+    f_late_out = f_max_out.clone()
     checkpoints = set(apgd_checkpoints(steps))
+    late = late_step(steps)
 
     x_cur = _random_start(ctx, x, eps)
-    draws, loss, grad = _loss_and_grad(ctx, x_cur, y, loss_targets, loss_fn, eot_iter)
+    # The model sees the iterates in the layout of the batch (see attacks.layout).
+    layout = input_layout(x)
+    draws, loss, grad = _loss_and_grad(ctx, x_cur, y, loss_targets, loss_fn, eot_iter, layout)
     # Per-sample state of the samples still being attacked; compacted when samples break.
     active = _Active(
         idx=torch.arange(n, device=x.device),
@@ -172,6 +202,8 @@ def apgd_run(
         halved_last=torch.zeros(n, dtype=torch.bool, device=x.device),
         hit=torch.zeros(n, dtype=torch.bool, device=x.device),
         adv=x_cur.clone(),
+        f_start=loss.clone(),
+        f_late=loss.clone(),
         loss_targets=loss_targets,
         adv_targets=adv_targets,
     )
@@ -196,6 +228,8 @@ def apgd_run(
             found[gidx] = True
             x_max_out[gidx] = active.x_max[hit]
             f_max_out[gidx] = active.f_max[hit]
+            f_start_out[gidx] = active.f_start[hit]
+            f_late_out[gidx] = active.f_late[hit]
             keep = ~hit
             active = active.kept(keep)
         return active.idx.numel() == 0
@@ -203,7 +237,7 @@ def apgd_run(
     every = ctx.compact_every
     record(draws)
     if drop():
-        return x_adv_out, found, x_max_out, f_max_out
+        return APGDRun(x_adv_out, found, x_max_out, f_max_out, f_start_out, f_late_out)
     last_ck = 0
     for k in range(steps):
         a = 1.0 if k == 0 else 0.75
@@ -212,7 +246,9 @@ def apgd_run(
         z = ctx.project(xc + active.step.view(view) * direction, x0, e)
         x_new = ctx.project(xc + a * (z - xc) + (1 - a) * (xc - active.x_prev), x0, e)
         active.x_prev, active.x_cur = xc, x_new
-        draws, loss, grad = _loss_and_grad(ctx, x_new, active.labels, active.loss_targets, loss_fn, eot_iter)
+        draws, loss, grad = _loss_and_grad(
+            ctx, x_new, active.labels, active.loss_targets, loss_fn, eot_iter, layout
+        )
         active.grad = grad
         active.n_inc = active.n_inc + (loss > active.f_cur).float()
         active.f_cur = loss
@@ -224,6 +260,8 @@ def apgd_run(
         active.f_max = torch.where(better, loss, active.f_max)
         record(draws)
         done = k + 1
+        if done == late:
+            active.f_late = active.f_max.clone()
         if (done % every == 0 or done == steps) and drop():
             break
         if done in checkpoints and done < steps:
@@ -243,7 +281,9 @@ def apgd_run(
     if active.idx.numel():
         x_max_out[active.idx] = active.x_max
         f_max_out[active.idx] = active.f_max
-    return x_adv_out, found, x_max_out, f_max_out
+        f_start_out[active.idx] = active.f_start
+        f_late_out[active.idx] = active.f_late
+    return APGDRun(x_adv_out, found, x_max_out, f_max_out, f_start_out, f_late_out)
 
 
 class APGDBase(Attack):
@@ -294,15 +334,24 @@ class APGDBase(Attack):
         found: torch.Tensor,
         f_best: torch.Tensor,
     ) -> None:
-        """Run the configured restarts on the samples not yet ``found``; update the outputs in place."""
+        """Run the configured restarts on the samples not yet ``found``; update the outputs in place.
+
+        Each run is reported to ``ctx.trace`` under this call's ``found``, which every restart and
+        target of one ``perturb`` call shares (see :class:`attacks.trace.OptimisationTrace`).
+        """
         p = self.params
-        for _ in range(int(p["restarts"])):
+        restarts = int(p["restarts"])
+        trace = ctx.trace
+        for r in range(restarts):
             act = (~found).nonzero().flatten()
+            last = restarts > 1 and r == restarts - 1
             if act.numel() == 0:
+                if restarts > 1 and trace is not None:  # the last restart had nothing left to attack
+                    trace.last_restart(self.name, found, 0, found.new_zeros((), dtype=torch.long))
                 return
             lt = None if loss_targets is None else loss_targets[act]
             at = None if adv_targets is None else adv_targets[act]
-            xa, fa, xm, fm = apgd_run(
+            run = apgd_run(
                 ctx,
                 x[act],
                 y[act],
@@ -314,6 +363,11 @@ class APGDBase(Attack):
                 rho=float(p["rho"]),
                 eot_iter=int(p["eot_iter"]),
             )
+            xa, fa, xm, fm = run.x_adv, run.found, run.x_max, run.f_max
+            if trace is not None:
+                trace.run(self.name, found, act, run.f_start, run.f_late, fm)
+                if last:
+                    trace.last_restart(self.name, found, int(act.numel()), fa.sum())
             x_out[act[fa]] = xa[fa]
             found[act[fa]] = True
             # Unbroken samples return their highest-loss point over all runs (useful to inspect).

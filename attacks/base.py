@@ -27,6 +27,7 @@ from typing import Any, ClassVar, final
 import torch
 from torch import nn
 
+from attacks.trace import Counts, OptimisationTrace, merge_counts
 from robustness.core.errors import AttackError
 from robustness.core.model import ModelUnderTest
 from robustness.core.threat import check_eps, check_norm, clip_to_ball_and_bounds, lp_norm
@@ -127,6 +128,9 @@ class AttackResult:
     broken_by: list[str | None] = field(default_factory=list)
     # The attacks that ran, in order: the attack itself, or the members of a composition.
     members: tuple[str, ...] = ()
+    # The counts behind the indicators of attack failure (attacks.trace), over every batch:
+    # reporting member -> indicator -> [samples measured, samples it holds for].
+    indicators: Counts = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -185,18 +189,21 @@ class BatchOutcome:
     projects and re-predicts them). ``found_by``: for a composition, per sample the index in
     :attr:`Attack.members` of the member whose candidate it is (-1: none); None means the attack
     itself. ``n_queries``: forward passes made by black-box members of a white-box composition
-    (a black-box attack's own passes are counted by the base class).
+    (a black-box attack's own passes are counted by the base class). ``indicators``: what the
+    batch's runs reported to ``ctx.trace`` (filled by the base class).
     """
 
     candidates: torch.Tensor
     found_by: torch.Tensor | None = None
     n_queries: int = 0
+    indicators: Counts = field(default_factory=dict)
 
     def to(self, device: torch.device | str) -> BatchOutcome:
         return BatchOutcome(
             self.candidates.to(device),
             None if self.found_by is None else self.found_by.to(device),
             self.n_queries,
+            self.indicators,
         )
 
 
@@ -243,11 +250,14 @@ class WorstCase:
 
 
 class PassCounter:
-    """Counts per-sample forward and backward passes through the model."""
+    """Counts per-sample forward and backward passes through the model; with them travels the
+    optimisation trace of the call (None where none is kept), so that a context built on another
+    (EOT, BPDA) reports to the same one."""
 
     def __init__(self) -> None:
         self.forward = 0
         self.backward = 0
+        self.trace: OptimisationTrace | None = None
 
 
 class AttackContext:
@@ -277,6 +287,12 @@ class AttackContext:
     def n_forward(self) -> int:
         """Per-sample forward passes counted so far (shared by the contexts built on this one)."""
         return self._counter.forward
+
+    @property
+    def trace(self) -> OptimisationTrace | None:
+        """Where a loss-climbing attack reports each finished run (:mod:`attacks.trace`); None in
+        adversarial training and on a surrogate, whose losses say nothing about the target."""
+        return self._counter.trace
 
     def model(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of ``x`` (float32); counted. Gradients flow to ``x`` only."""
@@ -572,6 +588,7 @@ class Attack:
             results = []
             for i, e in enumerate(eps_list):
                 counter = PassCounter()
+                counter.trace = OptimisationTrace()
                 t0 = time.perf_counter()
                 todo = worst.standing()
                 batches = [todo[s : s + batch_size] for s in range(0, todo.numel(), batch_size)]
@@ -600,10 +617,12 @@ class Attack:
                     counter.forward, counter.backward = dist.sum_counts([counter.forward, counter.backward])
                 found_by: list[str | None] = [None] * worst.success.numel()
                 member_queries = 0
+                indicators: Counts = {}
                 for b, outcome in sorted(outcomes.items()):
                     idx = batches[b]
                     worst.propose(idx, outcome.candidates)
                     member_queries += outcome.n_queries
+                    merge_counts(indicators, outcome.indicators)
                     if outcome.found_by is None:
                         names: list[str | None] = [self.name] * idx.numel()
                     else:
@@ -649,6 +668,7 @@ class Attack:
                         params=dict(self.params),
                         broken_by=list(worst.broken_by),
                         members=members,
+                        indicators=indicators,
                     )
                 )
         return results
@@ -683,7 +703,8 @@ class Attack:
         cand = cand.detach().to(x0.device, torch.float32)
         cand = torch.where(torch.isfinite(cand), cand, centre)
         cand = ctx.project(cand, centre, torch.full_like(eb, eps))
-        return BatchOutcome(cand, outcome.found_by, int(outcome.n_queries))
+        counts = ctx.trace.take() if ctx.trace is not None else {}
+        return BatchOutcome(cand, outcome.found_by, int(outcome.n_queries), counts)
 
     def _targets(
         self,

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from attacks.base import Attack, AttackContext
+from attacks.layout import in_layout, input_layout
 from attacks.registry import register
 from robustness.core.errors import AttackError
 from robustness.core.threat import lp_norm
@@ -116,6 +117,7 @@ def _fab_run(
     b = x.shape[0]
     view = (-1,) + (1,) * (x.dim() - 1)
     flat = x[0].numel()
+    layout = input_layout(x)
     if random_start:
         u = 2 * ctx.rand(*x.shape) - 1 if norm == "linf" else ctx.randn(*x.shape)
         u = u / (lp_norm(u, norm).view(view) + 1e-12)
@@ -129,9 +131,9 @@ def _fab_run(
         """Logits, f = z_t - z_y and its input gradient (None without ``grad``)."""
         if not grad:
             with torch.no_grad():
-                logits = ctx.model(xc)
+                logits = ctx.model(in_layout(xc, layout))
             return logits, None, None
-        xr = xc.detach().requires_grad_(True)
+        xr = in_layout(xc.detach(), layout).requires_grad_(True)
         logits = ctx.model(xr)
         f = logits.gather(1, tt[:, None]).squeeze(1) - logits.gather(1, yy[:, None]).squeeze(1)
         (g,) = torch.autograd.grad(f.sum(), xr)

@@ -1,7 +1,9 @@
 """Projected gradient descent (Madry et al. 2018), linf / l2 / l1, with random restarts.
 
 Every iterate is checked: a sample keeps the first adversarial point found, and only
-samples not yet broken are carried into later steps and restarts.
+samples not yet broken are carried into later steps and restarts. Each restart reports its loss
+trajectory to ``ctx.trace`` (:mod:`attacks.trace`): the loss is evaluated at the first ``steps``
+iterates (the last one is judged by the base class), so a run of one step has no trajectory.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from attacks.base import Attack, AttackContext
 from attacks.losses import get_loss
 from attacks.registry import register
 from attacks.steps import ascent_direction
+from attacks.trace import late_step
 from robustness.core.errors import AttackError
 from robustness.core.threat import random_in_ball
 
@@ -77,10 +80,17 @@ class PGD(Attack):
         shape = (-1,) + (1,) * (x.dim() - 1)
         x_best = x.clone()
         found = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-        for restart in range(int(p["restarts"])):
+        restarts, steps = int(p["restarts"]), int(p["steps"])
+        trace = ctx.trace if steps > 1 else None
+        # The loss is evaluated after 0 .. steps - 1 moves: the late window is over those moves.
+        late = late_step(steps - 1)
+        for restart in range(restarts):
             act = (~found).nonzero().flatten()
             if act.numel() == 0:
+                if trace is not None and restarts > 1:  # the last restart had nothing left to attack
+                    trace.last_restart(self.name, found, 0, found.new_zeros((), dtype=torch.long))
                 break
+            attacked = int(act.numel())
             xa, ya, ea = x[act], y[act], eps[act]
             ta = None if targets is None else targets[act]
             alpha = self.step_size(ea).view(shape)
@@ -98,12 +108,18 @@ class PGD(Attack):
             every = ctx.compact_every
             done = torch.zeros(act.numel(), dtype=torch.bool, device=x.device)
             x_first = x_adv.detach()  # the first adversarial iterate of each done sample
-            for it in range(int(p["steps"])):
+            # The loss trajectory (attacks.trace): at the start, best so far, best at the late window.
+            f_start = f_best = f_late = torch.zeros(act.numel(), device=x.device)
+            for it in range(steps):
                 x_adv.requires_grad_(True)
                 logits = ctx.model(x_adv)
                 loss = loss_fn(logits, ya, ta)
                 (grad,) = torch.autograd.grad(loss.sum(), x_adv)
                 x_adv = x_adv.detach()
+                value = loss.detach()
+                f_start = value if it == 0 else f_start
+                f_best = value if it == 0 else torch.maximum(f_best, value)
+                f_late = f_best if it == late else f_late
                 # Record adversarial iterates (judged on the logits we already have): x_first
                 # follows the iterate until the sample is done, then keeps its first hit.
                 x_first = torch.where(done.view(shape), x_first, x_adv)
@@ -124,6 +140,7 @@ class PGD(Attack):
                     ta = None if ta is None else ta[keep]
                     box = None if box is None else (box[0][keep], box[1][keep])
                     x_first, done = x_first[keep], done[keep]
+                    f_start, f_best, f_late = f_start[keep], f_best[keep], f_late[keep]
                     if act.numel() == 0:
                         break
                 if box is not None:
@@ -131,12 +148,18 @@ class PGD(Attack):
                 else:
                     direction = ascent_direction(grad, ctx.norm, x_adv, ctx.bounds, float(p["l1_sparsity"]))
                     x_adv = ctx.project(x_adv + alpha * direction, xa, ea)
+            if trace is not None:
+                failed = ~done
+                trace.run(self.name, found, act[failed], f_start[failed], f_late[failed], f_best[failed])
+                if restarts > 1 and restart == restarts - 1:
+                    trace.last_restart(self.name, found, attacked, attacked - failed.sum())
             if act.numel() == 0:
                 continue
-            if restart == int(p["restarts"]) - 1:
+            if restart == restarts - 1:
                 # The last iterate of the last restart: the caller re-predicts every returned
                 # example anyway (the base class does), so checking it here would cost a pass.
                 x_best[act] = torch.where(done.view(shape), x_first, x_adv)
+                found[act] = done  # read by the trace: the samples this call failed on
             else:
                 # The last iterate has not been checked yet; the next restart needs to know.
                 with torch.no_grad():

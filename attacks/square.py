@@ -14,12 +14,14 @@ positions and signs are drawn per sample from ``ctx.generator``; everything is b
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
 from torch.nn.functional import cross_entropy
 
 from attacks.base import Attack, AttackContext
+from attacks.layout import in_layout, input_layout
 from attacks.registry import register
 from robustness.core.errors import AttackError
 
@@ -75,10 +77,11 @@ def _corners(n: int, h: int, w: int, s: int, ctx: AttackContext) -> tuple[torch.
     return vh, vw
 
 
-def _window_mask(vh: torch.Tensor, vw: torch.Tensor, h: int, w: int, s: int) -> torch.Tensor:
-    """The (n, 1, h, w) 0/1 mask of the s x s windows with top-left corners (vh, vw)."""
-    rows = torch.arange(h, device=vh.device).view(1, h, 1)
-    cols = torch.arange(w, device=vh.device).view(1, 1, w)
+def _window_mask(
+    vh: torch.Tensor, vw: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, s: int
+) -> torch.Tensor:
+    """The (n, 1, h, w) 0/1 mask of the s x s windows with top-left corners (vh, vw); ``rows``
+    and ``cols`` are ``arange(h)`` and ``arange(w)`` shaped (1, h, 1) and (1, 1, w)."""
     inside = (
         (rows >= vh.view(-1, 1, 1))
         & (rows < (vh + s).view(-1, 1, 1))
@@ -119,6 +122,25 @@ def _still_searching(
     if it % every == 0:
         act = act[margin[act] > 0]
     return act, margin[act] > 0
+
+
+@dataclass
+class _SearchState:
+    """What the linf search reads of the samples still searched: their batch positions, clean
+    inputs, labels, targets, step (2 eps) and box (the eps ball within the bounds)."""
+
+    act: torch.Tensor
+    x: torch.Tensor
+    y: torch.Tensor
+    targets: torch.Tensor | None
+    two_eps: torch.Tensor
+    box_lo: torch.Tensor
+    box_hi: torch.Tensor
+
+    def kept(self, keep: torch.Tensor) -> _SearchState:
+        """The samples ``keep`` selects (a boolean mask)."""
+        values = {field.name: getattr(self, field.name) for field in fields(self)}
+        return _SearchState(**{name: None if v is None else v[keep] for name, v in values.items()})
 
 
 def _accept(
@@ -170,11 +192,17 @@ class Square(Attack):
 
     # -- scoring -----------------------------------------------------------------------------
     def _score(
-        self, ctx: AttackContext, x: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None
+        self,
+        ctx: AttackContext,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        targets: torch.Tensor | None,
+        layout: torch.memory_format,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(margin, loss): margin <= 0 means adversarial; the search minimises loss."""
+        """(margin, loss): margin <= 0 means adversarial; the search minimises loss. The model
+        sees ``x`` in ``layout``, the layout of the batch (see :mod:`attacks.layout`)."""
         with torch.no_grad():
-            logits = ctx.model(x)
+            logits = ctx.model(in_layout(x, layout))
         cls = y if targets is None else targets
         z_c = logits.gather(1, cls[:, None]).squeeze(1)
         other = logits.scatter(1, cls[:, None], float("-inf")).amax(dim=1)
@@ -226,28 +254,49 @@ class Square(Attack):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         lo, hi = ctx.bounds
         n, c, h, w = x.shape
+        layout = input_layout(x)
         n_iters, p_init = int(self.params["n_queries"]), float(self.params["p_init"])
         # Vertical stripes: one random sign per column and channel, at full eps.
         stripes = _signs((n, c, 1, w), ctx)
         x_best = (x + eps * stripes).clamp(lo, hi)
-        margin, loss = self._score(ctx, x_best, y, targets)
+        margin, loss = self._score(ctx, x_best, y, targets, layout)
+        # The state of the samples still searched, compacted as they break (written back then):
+        # a step costs no gathers or scatters into the whole batch. The box is the eps ball
+        # intersected with the bounds (they intersect: x is inside both).
         act = torch.arange(n, device=x.device)
+        state = _SearchState(act, x, y, targets, 2.0 * eps, (x - eps).clamp(min=lo), (x + eps).clamp(max=hi))
+        xb, m_a, l_a = x_best.clone(), margin.clone(), loss.clone()
+        rows = torch.arange(h, device=x.device).view(1, h, 1)
+        cols = torch.arange(w, device=x.device).view(1, 1, w)
         for it in range(n_iters):
-            act, live = _still_searching(act, margin, it, ctx.compact_every)
-            if act.numel() == 0:
-                break
-            xa, xb, ea = x[act], x_best[act], eps[act]
+            live = m_a > 0
+            # Dropping broken samples needs a host sync: every ctx.compact_every iterations.
+            if it % ctx.compact_every == 0 and not bool(live.all()):
+                x_best[state.act], margin[state.act] = xb, m_a
+                state = state.kept(live)
+                xb, m_a, l_a, live = xb[live], m_a[live], l_a[live], live[live]
+                if state.act.numel() == 0:
+                    break
             s = max(int(round(math.sqrt(p_selection(p_init, it, n_iters) * h * w))), 1)
             s = min(s, h, w)
             # Random draws cover the whole batch, so the result does not depend on when broken
             # samples leave it.
             vh, vw = _corners(n, h, w, s, ctx)
-            mask = _window_mask(vh[act], vw[act], h, w, s)
-            sign = _signs((n, c, 1, 1), ctx)[act]
-            x_new = xb + mask * (2.0 * ea * sign)
-            x_new = torch.minimum(torch.maximum(x_new, xa - ea), xa + ea).clamp(lo, hi)
-            m_new, l_new = self._score(ctx, x_new, y[act], None if targets is None else targets[act])
-            _accept(act, live, x_new, xb, m_new, l_new, margin, loss, x_best)
+            sign = _signs((n, c, 1, 1), ctx)
+            if state.act.numel() < n:
+                vh, vw, sign = vh[state.act], vw[state.act], sign[state.act]
+            mask = _window_mask(vh, vw, rows, cols, s)
+            x_new = xb + mask * (state.two_eps * sign)
+            x_new = torch.minimum(torch.maximum(x_new, state.box_lo), state.box_hi)
+            m_new, l_new = self._score(ctx, x_new, state.y, state.targets, layout)
+            # Keep the proposals that lower the loss or are adversarial (live samples only).
+            lower = (l_new < l_a) & live
+            better = lower | ((m_new <= 0) & live)
+            l_a = torch.where(lower, l_new, l_a)
+            m_a = torch.where(better, m_new, m_a)
+            xb = torch.where(better.view(-1, 1, 1, 1), x_new, xb)
+        if state.act.numel():
+            x_best[state.act], margin[state.act] = xb, m_a
         return x_best, margin
 
     def _l2(
@@ -272,7 +321,10 @@ class Square(Attack):
                 sign = _signs((n, c, 1, 1), ctx)
                 delta[:, :, r : r + s0, q : q + s0] += tile * sign
         x_best = (x + delta / (_l2(delta) + 1e-12) * eps).clamp(lo, hi)
-        margin, loss = self._score(ctx, x_best, y, targets)
+        layout = input_layout(x)
+        margin, loss = self._score(ctx, x_best, y, targets, layout)
+        rows = torch.arange(h, device=dev).view(1, h, 1)
+        cols = torch.arange(w, device=dev).view(1, 1, w)
         patterns = None
         act = torch.arange(n, device=dev)
         for it in range(n_iters):
@@ -289,8 +341,8 @@ class Square(Attack):
                 patterns = torch.stack([base, base.t()])
             # Drawn for the whole batch (see _linf).
             vh, vw = (v[act] for v in _corners(n, h, w, s, ctx))
-            mask1 = _window_mask(vh, vw, h, w, s)
-            mask2 = _window_mask(*(v[act] for v in _corners(n, h, w, s, ctx)), h, w, s)
+            mask1 = _window_mask(vh, vw, rows, cols, s)
+            mask2 = _window_mask(*(v[act] for v in _corners(n, h, w, s, ctx)), rows, cols, s)
             # The new window: a fresh pattern plus the old content of window 1 (normalised per channel),
             # carrying the mass of both windows plus whatever budget is unused, so ||delta|| stays ~eps.
             flip = torch.randint(0, 2, (n,), device=dev, generator=ctx.generator)[act]
@@ -305,6 +357,6 @@ class Square(Attack):
             ).sqrt()
             d_new = d * (1 - torch.maximum(mask1, mask2)) + new * mass * mask1
             x_new = (xa + d_new / (_l2(d_new) + 1e-12) * ea).clamp(lo, hi)
-            m_new, l_new = self._score(ctx, x_new, y[act], None if targets is None else targets[act])
+            m_new, l_new = self._score(ctx, x_new, y[act], None if targets is None else targets[act], layout)
             _accept(act, live, x_new, xb, m_new, l_new, margin, loss, x_best)
         return x_best, margin

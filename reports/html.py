@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from robustness.core.schema import (
+        AttackRecord,
         AuditResults,
         CheckOutcome,
         SectionCurve,
@@ -814,7 +815,7 @@ def _summary(res: AuditResults) -> str:
         )
     out.append(
         f"<p class=\"caption\">Thresholds come from the 'gates' section of the resolved configuration: "
-        f"{esc(_config_source(res))}.</p>"
+        f"{esc(report_results.config_source(res))}.</p>"
     )
     checks = res.sanity_checks
     counts = {s: sum(1 for c in checks if c.status == s) for s in ("pass", "fail", "skip", "waived")}
@@ -826,102 +827,75 @@ def _summary(res: AuditResults) -> str:
     return "\n".join(out)
 
 
-def _config_source(res: AuditResults) -> str:
-    env = res.environment.to_dict() if res.environment else {}
-    cfg = res.config or {}
-    src = cfg.get("source") or cfg.get("config_file") or env.get("config_file")
-    cmd = env.get("command_line")
-    parts = []
-    if src:
-        parts.append(f"file {src}")
-    if cmd:
-        parts.append(f"command line '{cmd}'")
-    return ", ".join(parts) or "see the appendix"
-
-
 def _scope(res: AuditResults) -> str:
-    threat, data, model = res.threat, res.data, res.model
-    norm = _or(threat.norm if threat else None, "?")
-    eps = (threat.eps if threat else None) or [r.eps for r in res.robust]
-    bounds = (threat.bounds if threat else None) or (model.bounds if model else None)
-    norm_text = {
-        "linf": "L-infinity (each input value moves by at most eps)",
-        "l2": "L2 (Euclidean length of the change at most eps)",
-        "l1": "L1 (sum of absolute changes at most eps)",
-    }
-    data_text = "?: ? samples, input shape ?, subset seed n/a"
-    if data is not None:
-        data_text = (
-            f"{_or(data.spec, '?')}: {_or(data.n, '?')} samples, input shape {_or(data.shape, '?')}, "
-            f"subset seed {_or(data.seed, 'n/a')}"
-        )
-    out = [
-        pairs_list(
-            [
-                ("data", data_text),
-                ("norm", norm_text.get(norm, norm)),
-                ("eps grid", ", ".join(formatting.eps_str(e) for e in eps)),
-                ("input bounds", str(bounds)),
-                (
-                    "attacker",
-                    "white-box: knows the model and its gradients; untargeted (any wrong class counts)",
-                ),
-            ]
-        ),
-        "<p>The audit answers: for how many of these samples can an attacker who may change the input within "
-        "the budget above make the model predict a wrong class? It says nothing about other threat models "
-        "(larger budgets, other norms, physical or semantic changes, poisoning) or other data.</p>",
-    ]
+    out = [pairs_list(report_results.scope_pairs(res)), f"<p>{esc(report_results.SCOPE_NOTE)}</p>"]
     attacks = res.attacks or []
     if attacks:
-        rows = []
-        for i, a in enumerate(attacks, 1):
-            shown = ", ".join(f"{k}={v}" for k, v in (a.params or {}).items() if v is not None)
-            rows.append([Cell(str(i), i), a.name, a.attack or "", a.kind or "", shown or "defaults"])
+        rows = [
+            [
+                Cell(str(i), i),
+                a.name,
+                a.attack or "",
+                a.kind or "",
+                report_results.attack_params_text(a.params),
+                _indicators_cell(a),
+            ]
+            for i, a in enumerate(attacks, 1)
+        ]
         out.append("<h3>Attacks, in run order</h3>")
         out.append(
             table(
-                ["#", "attack", "registered as", "kind", "parameters"],
+                ["#", "attack", "registered as", "kind", "parameters", "failure indicators"],
                 rows,
-                caption="Each attack runs only on the samples that are still classified correctly after the "
-                "attacks before it; a sample counts as robust only if every attack failed on it.",
+                caption=report_results.ATTACK_ORDER_NOTE,
             )
         )
+        out.append(_indicators(attacks))
     return "\n".join(out)
 
 
-def _system(res: AuditResults) -> str:
-    from robustness.core.schema import DataInfo, Environment, ModelInfo
+def _indicators_cell(a: AttackRecord) -> Cell:
+    """The attack table's summary of one attack's indicators of attack failure."""
+    if not a.indicators:
+        return Cell("not measured", cls="muted")
+    fired = [i for i in a.indicators if i.fired]
+    if fired:
+        return Cell(f"{len(fired)} fired", len(fired), "bad", ", ".join(i.title or i.name for i in fired))
+    return Cell("none fired", 0.0, "ok")
 
-    m = res.model or ModelInfo()
-    data = res.data or DataInfo()
-    env = res.environment or Environment()
-    n_params = m.n_parameters
-    return pairs_list(
-        [
-            ("model spec", m.spec),
-            ("model SHA-256", m.sha256),
-            ("parameters", f"{n_params:,}" if isinstance(n_params, int) else n_params),
-            ("classes", m.num_classes),
-            (
-                "output",
-                "probabilities (gradient attacks are weakened)" if m.outputs_probabilities else "logits",
-            ),
-            *([("differential privacy", m.privacy_text())] if m.epsilon is not None else []),
-            ("data spec", data.spec),
-            ("data SHA-256", data.sha256),
-            (
-                "tool",
-                f"robustness-audit {_or(res.tool_version, '?')}, results schema {res.file_schema_version}",
-            ),
-            (
-                "Python / torch / ART",
-                f"{_or(env.python, '?')} / {_or(env.torch, '?')} / {env.art or 'not installed'}",
-            ),
-            ("device, precision", f"{_or(env.device, '?')}, {_or(env.precision, 'fp32')}"),
-            ("platform", env.platform),
-        ]
+
+def _indicators(attacks: list[AttackRecord]) -> str:
+    """Every indicator of attack failure of every attack; its explanation and per-eps counts on hover."""
+    rows = []
+    for a in attacks:
+        for i in a.indicators or []:
+            per_eps = "; ".join(
+                f"eps {formatting.eps_str(r.eps)}: {r.n_fired}/{r.n_measured}"
+                + (" (fired)" if r.fired else "")
+                for r in i.per_eps or []
+            )
+            rows.append(
+                [
+                    a.name,
+                    i.member or "",
+                    Cell(i.title or i.name, tip=i.explanation or ""),
+                    Cell(f"{i.n_fired}/{i.n_measured}", i.n_fired, tip=per_eps),
+                    Cell("FIRED", 1.0, "bad") if i.fired else Cell("quiet", 0.0, "ok"),
+                ]
+            )
+    if not rows:
+        return ""
+    return "<h3>Indicators of attack failure</h3>" + table(
+        ["attack", "member", "indicator", "samples", "status"],
+        rows,
+        caption="Read off the attacks' own runs at no extra cost (Pintor et al. 2022), on the samples each "
+        "attack failed on; a fired indicator means those failures are the attack's, not evidence of "
+        "robustness. Hover an indicator for what it means, its counts for each eps.",
     )
+
+
+def _system(res: AuditResults) -> str:
+    return pairs_list(report_results.system_pairs(res))
 
 
 def _clean(res: AuditResults) -> str:
@@ -1310,33 +1284,8 @@ def _check_entry(c: CheckOutcome) -> str:
 
 
 def _appendix(res: AuditResults) -> str:
-    from robustness.core.schema import Environment
-
-    env = res.environment or Environment()
-    out = [
-        pairs_list(
-            [
-                ("command line", env.command_line),
-                ("seed", env.seed),
-                ("created", res.created),
-                ("tool version", res.tool_version),
-                ("results schema", res.file_schema_version),
-                (
-                    "versions",
-                    f"Python {_or(env.python, '?')}, torch {_or(env.torch, '?')}, ART {env.art or 'not installed'}",
-                ),
-            ]
-        ),
-        "<h3>Resolved configuration</h3>",
-    ]
-    try:
-        import yaml
-
-        text = yaml.safe_dump(res.config or {}, sort_keys=False, width=100)
-    except Exception:  # a config yaml cannot represent still prints, as JSON
-        text = json.dumps(res.config or {}, indent=2, default=str)
-    out.append(f"<pre>{esc(text.rstrip())}</pre>")
-    return "\n".join(out)
+    pairs = pairs_list(report_results.appendix_pairs(res))
+    return f"{pairs}\n<h3>Resolved configuration</h3>\n<pre>{esc(report_results.config_text(res))}</pre>"
 
 
 def _load_samples(res: AuditResults, source: Path | None) -> tuple[list[Any] | None, str]:

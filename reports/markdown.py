@@ -147,6 +147,7 @@ def to_markdown(results: AuditResults | dict[str, Any]) -> str:
     if skipped:
         lines += ["", "Skipped checks:", ""]
         lines += [f"- {_code(c.name)}: {_text(c.detail or '')}" for c in skipped]
+    lines += _indicator_lines(results)
     for result in results.sections.values():
         view = result.view()
         lines += ["", f"**{_text(view.label)}:** {_text(view.summary)}"]
@@ -163,6 +164,27 @@ def to_markdown(results: AuditResults | dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _indicator_lines(results: AuditResults) -> list[str]:
+    """The indicators of attack failure that fired, or one line saying none did (nothing when the
+    attacks recorded none)."""
+    attacks = [a for a in results.attacks or [] if a.indicators]
+    if not attacks:
+        return []
+    fired = [(a, i) for a in attacks for i in a.indicators or [] if i.fired]
+    if not fired:
+        return ["", f"**Indicators of attack failure:** none fired ({len(attacks)} attack(s) measured)."]
+    lines = [
+        "",
+        "Indicators of attack failure that fired (check attack\\_failure says whether a later attack "
+        "made up for them):",
+        "",
+    ]
+    for a, i in fired:
+        who = _code(a.name) + (f" ({_code(i.member)})" if i.member else "")
+        lines.append(f"- ⚠️ {who}: {_text(i.title or i.name)} on {i.n_fired}/{i.n_measured} samples")
+    return lines
 
 
 def _first(*values: Any) -> Any:

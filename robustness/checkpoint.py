@@ -26,9 +26,11 @@ from robustness.core.errors import CheckpointError, UsageError
 from robustness.core.io import atomic_write_bytes, atomic_write_json
 
 FOLDER = ".checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: every batch keeps its indicators of attack failure
 # The arrays of one attack batch (see ``robustness.audit.stages.Stages``); n = samples in the batch.
-BATCH_ARRAYS = ("idx", "success", "adv_pred", "pnorm", "x_adv", "cost", "time_s")
+# ``indicators`` is one JSON text (no pickle): member -> indicator -> [measured, fired], the
+# counts of attacks.trace, so that a resumed audit reports the indicators it would have.
+BATCH_ARRAYS = ("idx", "success", "adv_pred", "pnorm", "x_adv", "cost", "time_s", "indicators")
 
 
 def stable_hash(obj: Any) -> str:
@@ -202,4 +204,41 @@ def batch_problem(rec: dict[str, np.ndarray], sample_shape: tuple[int, ...] | No
         return f"cost has {rec['cost'].dtype} of shape {rec['cost'].shape}, expected 3 integers"
     if rec["time_s"].shape != () or rec["time_s"].dtype.kind != "f":
         return f"time_s has {rec['time_s'].dtype} of shape {rec['time_s'].shape}, expected one number"
+    try:
+        batch_indicators(rec)
+    except ValueError as exc:
+        return f"indicators: {exc}"
     return None
+
+
+def indicators_array(counts: dict[str, dict[str, list[int]]]) -> np.ndarray:
+    """The ``indicators`` entry of a batch record: the counts as one JSON text."""
+    return np.array(json.dumps(counts, sort_keys=True))
+
+
+def batch_indicators(rec: dict[str, np.ndarray]) -> dict[str, dict[str, list[int]]]:
+    """The indicator counts of a batch record (member -> indicator -> [measured, fired]);
+    ValueError when the entry is not what :func:`indicators_array` writes."""
+    entry = rec["indicators"]
+    if entry.shape != () or entry.dtype.kind != "U":
+        raise ValueError(f"expected one JSON text, got {entry.dtype} of shape {entry.shape}")
+    try:
+        counts = json.loads(str(entry))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON ({exc.msg})") from None
+    ok = isinstance(counts, dict) and all(
+        isinstance(member, str)
+        and isinstance(per, dict)
+        and all(
+            isinstance(name, str)
+            and isinstance(pair, list)
+            and len(pair) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in pair)
+            and 0 <= pair[1] <= pair[0]
+            for name, pair in per.items()
+        )
+        for member, per in counts.items()
+    )
+    if not ok:
+        raise ValueError("expected {member: {indicator: [measured, fired]}} with 0 <= fired <= measured")
+    return counts

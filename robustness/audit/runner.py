@@ -13,6 +13,11 @@ the audit's own and once after the eps loop. Adversarial examples a check attack
 they are folded into the ledger (``broken_by: "check:..."``), so the reported robust accuracy is
 never higher than what any attack of the run found.
 
+Each attack stage also brings the counts behind the indicators of attack failure (its own loss
+trajectories, :mod:`attacks.trace`); the runner keeps them per attack in an
+:class:`~robustness.audit.indicators.IndicatorBook` (check (c) adds what each attack left at its
+very large eps), writes them on the attack records and the check ``attack_failure`` judges them.
+
 Under ``torchrun`` (see :mod:`robustness.core.distributed`) the batches of each stage are shared out
 (rank ``r`` runs batches ``r, r + world, ...``, each with its own position-derived seed) and every
 rank gathers all outcomes before the next stage, so every rank follows the same path and the
@@ -31,6 +36,7 @@ import torch
 
 from robustness import __version__
 from robustness.audit.check import CheckResult, EpsStep, SanityCheck, checks_in_order
+from robustness.audit.indicators import IndicatorBook
 from robustness.audit.ledger import Ledger
 from robustness.audit.stages import StageOutcome, Stages
 from robustness.checkpoint import Checkpoint, derive_seed
@@ -113,9 +119,9 @@ class AuditRunner:
     """Runs one audit; :meth:`run` returns the results dict and writes the outputs.
 
     While it runs, the sanity checks read it: ``cfg``, ``model``, ``x``, ``y``, ``norm``,
-    ``eps_grid``, ``ledger``, ``stages``, ``attack_specs``, ``main_attack``, ``robust_rows`` and
-    the helpers :meth:`sample`, :meth:`model_sample`, :meth:`attack_and_fold`,
-    :meth:`spec_for` and :meth:`labels_of`.
+    ``eps_grid``, ``ledger``, ``stages``, ``attack_specs``, ``labels``, ``main_attack``,
+    ``robust_rows``, ``indicators`` and the helpers :meth:`sample`, :meth:`model_sample`,
+    :meth:`attack_and_fold`, :meth:`spec_for` and :meth:`labels_of`.
     """
 
     def __init__(
@@ -145,6 +151,8 @@ class AuditRunner:
         self.randomized = False
         self.robust_rows: list[dict[str, Any]] = []
         self._spec_by_label: dict[str, AttackSpec] = {}
+        # Per attack of the run, the indicators of attack failure (filled by the stages and check (c)).
+        self.indicators = IndicatorBook()
 
     # -- setup -----------------------------------------------------------------------------
     def _load_model(self) -> Any:
@@ -254,6 +262,7 @@ class AuditRunner:
                 "attack": spec.name,
                 "params": _jsonable(self.stages.instance(spec).params),
                 "kind": self.stages.instance(spec).kind,
+                "indicators": self.indicators.records(label),
             }
             for spec, label in zip(attacks, self.labels)
         ]
@@ -416,6 +425,8 @@ class AuditRunner:
                 eps_index, eps, f"a{k}-{spec.name}", label, spec, ledger.standing(), ledger.alive
             )
             ledger.fold(out, label)
+            attack = self.stages.instance(spec)
+            self.indicators.add(label, eps, out.indicators, attack=attack.name, members=attack.members)
             per_attack[label] = ledger.n_robust() / self.n
             per_cost[label] = out.cost()
             time_s += out.time_s

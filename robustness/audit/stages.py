@@ -11,13 +11,14 @@ each rank runs its share of the batches and every rank gathers every outcome.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from robustness.checkpoint import derive_seed
+from attacks.trace import Counts, merge_counts
+from robustness.checkpoint import batch_indicators, derive_seed, indicators_array
 
 if TYPE_CHECKING:
     from robustness.checkpoint import Checkpoint
@@ -40,6 +41,8 @@ class StageOutcome:
     n_queries: int
     time_s: float
     resumed: bool
+    # The counts behind the indicators of attack failure over all batches (attacks.trace).
+    indicators: Counts = field(default_factory=dict)
 
     @property
     def broken(self) -> torch.Tensor:
@@ -150,8 +153,10 @@ class Stages:
         cost = np.zeros(3, dtype=np.int64)
         t_total = 0.0
         broken_so_far = 0
+        indicators: Counts = {}
         for b, bidx in enumerate(batches):
             rec = records[b]
+            merge_counts(indicators, batch_indicators(rec))
             s = torch.from_numpy(rec["success"]).bool()
             succ.append(s)
             preds.append(torch.from_numpy(rec["adv_pred"]).long())
@@ -173,6 +178,7 @@ class Stages:
             n_queries=int(cost[2]),
             time_s=t_total,
             resumed=resumed,
+            indicators=indicators,
         )
         n_robust = n_alive - broken_so_far if show_robust else None
         self.progress.stage_done(
@@ -216,4 +222,5 @@ class Stages:
             "x_adv": x_adv[success].numpy(),
             "cost": np.array([res.n_forward, res.n_backward, res.n_queries], dtype=np.int64),
             "time_s": np.array(elapsed, dtype=np.float64),
+            "indicators": indicators_array(res.indicators),
         }

@@ -42,6 +42,7 @@ from pydantic import (
     WithJsonSchema,
     create_model,
     model_serializer,
+    model_validator,
 )
 
 from robustness.core.errors import RobustnessError, UsageError
@@ -221,13 +222,57 @@ class CleanMetrics(Record):
     ci: Interval | None = None
 
 
+class IndicatorAtEps(Record):
+    """One indicator of attack failure of one attack at one eps."""
+
+    eps: Number
+    n_measured: Count = Field(description="samples it was measured on: those the attack failed on")
+    n_fired: Count = Field(description="samples it holds for")
+    fired: Flag = Field(description="beyond its threshold: the attack's failures here are not evidence")
+
+    @model_validator(mode="after")
+    def _at_most_measured(self) -> IndicatorAtEps:
+        if self.n_fired > self.n_measured:
+            raise ValueError(f"n_fired {self.n_fired} exceeds n_measured {self.n_measured}")
+        return self
+
+
+class FailureIndicator(Record):
+    """An indicator of attack failure (Pintor et al., NeurIPS 2022) of one attack of the run: read
+    off the attack's own loss trajectories, or (unreachable misclassification) off the runs of the
+    large-eps check. Renderers show its title and counts; the check ``attack_failure`` judges it."""
+
+    name: str = Field(
+        description="silent_loss, incomplete_optimisation, non_converging_restarts or "
+        "unreachable_misclassification"
+    )
+    title: str | None = None
+    explanation: str | None = None
+    member: str | None = Field(
+        None, description="the member that reported it (apgd-t in autoattack); null: the attack itself"
+    )
+    n_measured: Count = Field(description="samples it was measured on, summed over eps")
+    n_fired: Count = Field(description="samples it holds for, summed over eps")
+    fired: Flag = Field(description="fired at some eps")
+    per_eps: list[IndicatorAtEps] | None = None
+
+    @model_validator(mode="after")
+    def _at_most_measured(self) -> FailureIndicator:
+        if self.n_fired > self.n_measured:
+            raise ValueError(f"n_fired {self.n_fired} exceeds n_measured {self.n_measured}")
+        return self
+
+
 class AttackRecord(Record):
-    """One attack of the run, with its resolved parameters."""
+    """One attack of the run, with its resolved parameters and its indicators of attack failure."""
 
     name: str = Field(description="the label in per_attack (pgd, pgd#2)")
     attack: str | None = Field(None, description="the registered attack")
     params: dict[str, Any] | None = None
     kind: str | None = Field(None, description="white-box, black-box, ...")
+    indicators: list[FailureIndicator] | None = Field(
+        None, description="its indicators of attack failure; empty: none measured (no loss trajectory)"
+    )
 
 
 class AttackCost(Record):

@@ -126,6 +126,7 @@ def test_checks_gates_and_verdict(audited):
         "deterministic_forward",
         "outputs_logits",
         "binarization",
+        "attack_failure",
     ]
     for c in res["sanity_checks"]:
         assert c["status"] in ("pass", "skip"), c

@@ -121,6 +121,7 @@ def test_builtin_checks_are_files_in_the_documented_order():
         "deterministic_forward",
         "outputs_logits",
         "binarization",
+        "attack_failure",
     ]
     assert SANITY_CHECKS.package == "robustness.audit.checks"
     assert all(c.title and c.explanation and c.measures for c in SANITY_CHECKS.items().values())

@@ -120,7 +120,7 @@ def test_waivers_need_a_reason_and_a_known_check():
     err = error_of(base(sanity_checks={"enabled": False}))
     assert err.field == "sanity_checks.reason"
     assert (
-        set(CHECKS) >= {"iterative_beats_single_step", "outputs_logits", "binarization"} and len(CHECKS) == 9
+        set(CHECKS) >= {"iterative_beats_single_step", "outputs_logits", "binarization"} and len(CHECKS) == 10
     )
 
 

@@ -2,6 +2,8 @@
 
 After the eps loop the white-box attacks (all attacks if none is white-box) run in order, each
 on the points still standing, at a very large eps on a sample of correctly classified points.
+What each attack left standing there is its indicator of unreachable misclassification
+(:mod:`robustness.audit.indicators`), shown on its attack record.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class LargeEpsBreaksAll(AttackCheck):
         chosen = audit.sample(audit.ledger.correct, "c")
         standing = torch.zeros_like(audit.ledger.correct)
         standing[chosen] = True
+        label_of = {id(spec): label for spec, label in zip(audit.attack_specs, audit.labels)}
         for k, spec in enumerate(specs):
             out = audit.stages.run(
                 len(audit.eps_grid),
@@ -47,6 +50,13 @@ class LargeEpsBreaksAll(AttackCheck):
                 show_robust=False,
             )
             standing[out.broken] = False
+            audit.indicators.add_unreachable(
+                label_of[id(spec)],
+                self.eps,
+                int(out.idx.numel()),
+                int(out.idx.numel()) - out.n_broken,
+                settings.large_eps_max_accuracy,
+            )
         self.n_tested = int(chosen.numel())
         self.n_robust = int(standing.sum())
 
