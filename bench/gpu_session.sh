@@ -11,12 +11,26 @@
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 site=${TMPDIR:-/tmp}/robustness-site
+mkdir -p "$site"
 if [ -n "${1:-}" ]; then
   pip install -q --no-index --no-deps --target "$site" "$1"/*.whl || exit 2
-  export PYTHONPATH="$site:$PWD"
-else
-  export PYTHONPATH="$PWD"
 fi
+# The checkout runs from PYTHONPATH, not installed: give it the package's entry points (the zoo:
+# model scheme is a `robustness.plugins` entry point, the pytest plugin a `pytest11` one) as a
+# dist-info folder that importlib.metadata finds on the path.
+python - "$site" <<'PY' || exit 2
+import pathlib, sys, tomllib
+
+project = tomllib.loads(pathlib.Path("pyproject.toml").read_text())["project"]
+info = pathlib.Path(sys.argv[1]) / f"robustness_audit-{project['version']}.dist-info"
+info.mkdir(parents=True, exist_ok=True)
+(info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n")
+groups = project.get("entry-points", {})
+(info / "entry_points.txt").write_text(
+    "".join(f"[{g}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()) + "\n" for g, eps in groups.items())
+)
+PY
+export PYTHONPATH="$site:$PWD"
 export ROBUSTNESS_CACHE="${ROBUSTNESS_CACHE:-$PWD/.cache/zoo}"
 python - <<'PY' || exit 2
 import torch
