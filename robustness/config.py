@@ -229,7 +229,11 @@ class DataSection(_Section):
     )
     n_examples: Annotated[int, Field(gt=0)] | None = Field(None, description="a reproducible subset of N")
     seed: Seed | None = Field(None, description="seed of the subset (default: the top-level seed)")
-    batch_size: Annotated[int, Field(gt=0)] = Field(256, description="samples per attack call and checkpoint")
+    batch_size: Annotated[int, Field(gt=0)] | Literal["auto"] = Field(
+        256,
+        description="samples per attack call and checkpoint; auto: the largest that fits the GPU (halving on "
+        "out-of-memory; 256 on the CPU), recorded in results.json",
+    )
     # How the spec is read (robustness.core.data.DataOptions); load_data(**data.load_options()).
     args: dict[str, Any] = Field(
         default_factory=dict, description="keyword arguments of a factory spec 'package.module:callable'"

@@ -205,16 +205,30 @@ class AuditRunner:
             },
             "seed": cfg.seed,
             "eot_samples": cfg.eot_samples,
+            "batch_size": self.batch_size,
             "model": model.sha256(),
             "data": data.sha256(),
         }
+
+    def _batch_size(self, model: Any, data: Any) -> tuple[int, dict[str, Any] | None]:
+        """``data.batch_size``, with ``auto`` resolved by trying (robustness.core.batchsize) on
+        the main rank and shared, so every rank cuts the same batches."""
+        setting = self.cfg.data.batch_size
+        if setting != "auto":
+            return int(setting), None
+        from robustness.core.batchsize import auto_batch_size
+
+        found = self.dist.main_only(
+            lambda: auto_batch_size(model, data.x[:8], len(data), backward=True).to_dict()
+        )
+        return int(found["batch_size"]), found
 
     def _set_threads(self, model: Any, data: Any) -> None:
         """The CPU thread count (config ``threads``); under torchrun ``auto`` keeps each rank's share."""
         setting = self.cfg.threads
         if setting == "auto" and (self.dist.world_size > 1 or model.device.type != "cpu"):
             return
-        apply_threads(setting, batch_pass_probe(model, data.x, self.cfg.data.batch_size))
+        apply_threads(setting, batch_pass_probe(model, data.x, self.batch_size))
 
     # -- the run ---------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -297,6 +311,7 @@ class AuditRunner:
         model.validate(data.x)
         # A model with too few outputs for the labels is the model's problem (ModelError).
         check_labels_fit_model(int(data.y.max()), int(model.num_classes))
+        self.batch_size, self.batch_size_search = self._batch_size(model, data)
         self._set_threads(model, data)
         self.model, self.data = model, data
         self.x = data.x.detach().cpu().float()
@@ -318,7 +333,7 @@ class AuditRunner:
             x=self.x,
             y=self.y,
             norm=self.norm,
-            batch_size=cfg.data.batch_size,
+            batch_size=self.batch_size,
             seed=cfg.seed,
             checkpoint=self.checkpoint,
             dist=self.dist,
@@ -334,7 +349,7 @@ class AuditRunner:
             rec = self.checkpoint.load_json("clean")
             if isinstance(rec, dict) and isinstance(rec.get("pred"), list) and len(rec["pred"]) == self.n:
                 return torch.tensor(rec["pred"], dtype=torch.long)
-            pred = self.model.predict(self.x, self.cfg.data.batch_size).cpu()
+            pred = self.model.predict(self.x, self.batch_size).cpu()
             self.checkpoint.save_json("clean", {"pred": pred.tolist()})
             return pred
 
@@ -400,7 +415,7 @@ class AuditRunner:
                     self.y,
                     votes=int(self.cfg.eot_samples),
                     seed=derive_seed(self.cfg.seed, "clean-votes"),
-                    batch_size=self.cfg.data.batch_size,
+                    batch_size=self.batch_size,
                 )
             pred = pred.cpu()
             self.checkpoint.save_json("clean-votes", {"pred": pred.tolist()})
@@ -600,6 +615,8 @@ class AuditRunner:
                 "seed": cfg.data_seed,
                 "n_examples": cfg.data.n_examples,
                 **({"class_names": list(class_names)} if class_names else {}),
+                "batch_size": self.batch_size,
+                **({"batch_size_search": self.batch_size_search} if self.batch_size_search else {}),
             },
             "threat": {"norm": self.norm, "eps": self.eps_grid, "bounds": list(model.bounds)},
             "clean": clean,

@@ -12,7 +12,13 @@ import json
 import sys
 from pathlib import Path
 
-from robustness.cli.common import add_data_source_options, data_options_from, model_args_from, threads_arg
+from robustness.cli.common import (
+    add_data_source_options,
+    batch_size_arg,
+    data_options_from,
+    model_args_from,
+    threads_arg,
+)
 from robustness.presets import PRESETS
 
 EXIT_CODES = {"pass": 0, "fail": 1, "unreliable": 3}
@@ -53,7 +59,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, help="seed (overrides seed)")
     p.add_argument(
-        "--batch-size", type=int, metavar="B", help="samples per attack batch (overrides data.batch_size)"
+        "--batch-size",
+        type=batch_size_arg,
+        metavar="B",
+        help="samples per attack batch, or auto (the largest that fits the GPU; overrides data.batch_size)",
     )
     p.add_argument(
         "--threads",

@@ -197,6 +197,10 @@ class DataInfo(Record):
     class_names: list[str] | None = Field(
         None, description="class index -> name (image folders, CIFAR meta files); null: shown as indices"
     )
+    batch_size: Count | None = Field(
+        None, description="samples per attack call (data.batch_size, auto resolved)"
+    )
+    batch_size_search: dict[str, Any] | None = Field(None, description="how data.batch_size auto chose it")
 
 
 class Threat(Record):

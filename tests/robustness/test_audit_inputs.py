@@ -76,3 +76,25 @@ def test_a_dp_trained_model_carries_its_privacy_budget_into_the_results(tmp_path
     pypdf = pytest.importorskip("pypdf")
     pdf_text = " ".join(p.extract_text() for p in pypdf.PdfReader(str(tmp_path / "run" / "report.pdf")).pages)
     assert shown in pdf_text
+
+
+def test_batch_size_auto_is_resolved_recorded_and_gives_the_numbers_of_that_size(tmp_path, capsys):
+    base = _config(
+        tmp_path / "fixed", {"spec": "builtin:digits", "batch_size": 256}, {"spec": "zoo:digits-cnn"}
+    )
+    fixed = run_audit(base)
+    config = tmp_path / "audit.yaml"
+    config.write_text(json.dumps({**base, "output": {"dir": str(tmp_path / "auto"), "formats": ["json"]}}))
+    assert main(["audit", str(config), "--batch-size", "auto", "-q"]) == 0
+    auto = json.loads((tmp_path / "auto" / "results.json").read_text())
+    # on the CPU there is no out-of-memory signal to search by: 256, capped by the 9 samples, said so
+    assert (
+        auto["data"]["batch_size"] == 9
+        and "no out-of-memory signal" in auto["data"]["batch_size_search"]["how"]
+    )
+    assert auto["config"]["data"]["batch_size"] == "auto"
+    assert [r["n_robust"] for r in auto["robust"]] == [r["n_robust"] for r in fixed["robust"]]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as usage:
+        main(["audit", str(config), "--batch-size", "lots"])
+    assert usage.value.code == 2 and "must be auto or a positive integer" in capsys.readouterr().err

@@ -281,7 +281,7 @@ class Binarization(AttackCheck):
             x=audit.x[chosen],
             y=torch.zeros(chosen.numel(), dtype=torch.long),
             norm=audit.norm,
-            batch_size=audit.cfg.data.batch_size,
+            batch_size=audit.batch_size,
             seed=audit.cfg.seed,
             checkpoint=audit.checkpoint,
             dist=audit.dist,

@@ -89,7 +89,7 @@ class Corruptions(AuditSection):
             names=block.names,
             severities=block.severities,
             seed=audit.cfg.seed if block.seed is None else block.seed,
-            batch_size=audit.cfg.data.batch_size,
+            batch_size=audit.batch_size,
             example_severity=block.example_severity,
         )
 
