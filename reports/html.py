@@ -1032,21 +1032,9 @@ def _robust(res: AuditResults) -> str:
             )
     out.append(
         table(
-            [
-                "eps",
-                "attack",
-                "robust after",
-                "attacked",
-                "broken",
-                "time",
-                "gradient calls",
-                "forward passes",
-                "queries",
-            ],
+            ["eps", *report_results.ATTACK_COST_HEADER],
             cost_rows,
-            caption="'robust after' is cumulative in run order (the worst case so far); 'attacked' counts the "
-            "samples still standing when the attack started; gradient calls and forward passes are counted per "
-            "sample (one batch of 100 counts 100). Click a heading to sort.",
+            caption=f"{report_results.ATTACK_COST_NOTE} Click a heading to sort.",
         )
     )
     for r in res.robust:

@@ -556,26 +556,12 @@ def _robust(w: _Writer, res: AuditResults) -> None:
             )
         w.h3(f"eps {formatting.eps_str(r.eps)}")
         w.table(
-            [
-                "attack",
-                "robust after",
-                "attacked",
-                "broken",
-                "time",
-                "gradient calls",
-                "forward passes",
-                "queries",
-            ],
+            report_results.ATTACK_COST_HEADER,
             rows,
             (28, 22, 19, 17, 22, 26, 25, 19),
             size=7.5,
         )
-    w.p(
-        "'robust after' is cumulative in run order (the worst case so far); 'attacked' counts the samples "
-        "still standing when the attack started; gradient calls and forward passes are counted per sample (one batch of 100 counts 100).",
-        8,
-        colour=GREY,
-    )
+    w.p(report_results.ATTACK_COST_NOTE, 8, colour=GREY)
     for r in res.robust:
         found = {k: v for k, v in (r.found_by_checks or {}).items() if v}
         if found:

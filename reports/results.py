@@ -97,6 +97,24 @@ ATTACK_ORDER_NOTE = (
 )
 
 
+# The per-attack cost table: its columns (after the eps) and what they mean.
+ATTACK_COST_HEADER = [
+    "attack",
+    "robust after",
+    "attacked",
+    "broken",
+    "time",
+    "gradient calls",
+    "forward passes",
+    "queries",
+]
+ATTACK_COST_NOTE = (
+    "'robust after' is cumulative in run order (the worst case so far); 'attacked' counts the samples "
+    "still standing when the attack started; gradient calls and forward passes are counted per sample "
+    "(one batch of 100 counts 100)."
+)
+
+
 def _or(value: Any, default: Any) -> Any:
     return default if value is None else value
 
