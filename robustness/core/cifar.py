@@ -6,9 +6,15 @@ Reads the binary version (``test_batch.bin``, ``data_batch_N.bin``; CIFAR-100 ``
 or its parent (which holds ``cifar-10-batches-bin``, ``cifar-10-batches-py``,
 ``cifar-100-binary`` or ``cifar-100-python``); ``cifar10:PATH:train`` is the training split.
 
-The python version is pickled: it is read by :class:`DataUnpickler`, which builds dicts, lists,
-strings, bytes, numbers and plain numeric numpy arrays (the batches hold their pixels as one)
-and refuses every other global, so a crafted file cannot run code.
+The binary version is read lazily: each file is memory-mapped (``numpy.memmap``) and a batch
+reads only its own records, turned into floats when it is read (:class:`ArrayStream`); the
+labels, a byte per record, are read once up front. So ``evaluate`` and ``attack`` hold only the
+batches in flight, whatever the split's size; ``load_data`` reads the stream into memory.
+
+The python version is read whole into memory: each batch is a pickle, which cannot be mapped or
+read in parts. It is read by :class:`DataUnpickler`, which builds dicts, lists, strings, bytes,
+numbers and plain numeric numpy arrays (the batches hold their pixels as one) and refuses every
+other global, so a crafted file cannot run code.
 """
 
 from __future__ import annotations
@@ -22,18 +28,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from robustness.core.data import DATA_SCHEMES, Dataset
+from robustness.core.data import DATA_SCHEMES, DataOptions, Dataset
 
 try:  # numpy 2 moved it (and keeps numpy.core as a deprecated alias); pickles may name either
     from numpy._core.multiarray import _reconstruct as _np_reconstruct
 except ImportError:  # numpy 1.x
     from numpy.core.multiarray import _reconstruct as _np_reconstruct
 from robustness.core.errors import DataError
+from robustness.core.stream import ArrayStream, DataStream, TensorStream
 
 PIXELS = 3 * 32 * 32
 # A batch file larger than this is not a CIFAR file (the largest official one, CIFAR-100's
-# train.bin, is 154 MB); refused before it is read into memory.
+# train.bin, is 154 MB); refused before it is read or mapped.
 MAX_FILE_BYTES = 512 * 2**20
+# Records whose labels are read at a time (12.6 MB of a CIFAR-10 file).
+LABEL_CHUNK = 4096
 
 
 @dataclass(frozen=True)
@@ -153,6 +162,12 @@ def load_pickle(path: Path) -> Any:
 
 
 def _read(path: Path) -> bytes:
+    _size(path)
+    return path.read_bytes()
+
+
+def _size(path: Path) -> int:
+    """The size of a batch or meta file that is there and not larger than any CIFAR file."""
     if not path.is_file():
         raise DataError(
             f"{path} is missing",
@@ -166,7 +181,7 @@ def _read(path: Path) -> bytes:
             field="data",
             fix="Point at the official CIFAR files.",
         )
-    return path.read_bytes()
+    return size
 
 
 def find_folder(root: Path, layout: Layout) -> tuple[Path, str]:
@@ -185,19 +200,56 @@ def find_folder(root: Path, layout: Layout) -> tuple[Path, str]:
     )
 
 
-def read_binary(path: Path, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
-    """Pixels (N, 3072) uint8 and labels (N,) from one binary batch file."""
-    raw = _read(path)
+def map_binary(path: Path, layout: Layout) -> np.memmap:
+    """The records of one binary batch file, memory-mapped (nothing read yet): an (N, record)
+    uint8 array, each record the label bytes then the 3072 pixels."""
+    size = _size(path)
     record = layout.label_bytes + PIXELS
-    if not raw or len(raw) % record:
+    if not size or size % record:
         raise DataError(
-            f"{path} is {len(raw)} bytes, not a whole number of {record}-byte records (truncated or not "
+            f"{path} is {size} bytes, not a whole number of {record}-byte records (truncated or not "
             f"a {layout.scheme.upper()} binary batch)",
             field="data",
             fix="Extract the official archive again; the file is damaged or of another dataset.",
         )
-    rows = np.frombuffer(raw, dtype=np.uint8).reshape(-1, record)
-    return rows[:, layout.label_bytes :], rows[:, layout.label_bytes - 1].astype(np.int64)
+    return np.memmap(path, dtype=np.uint8, mode="r", shape=(size // record, record))
+
+
+def binary_labels(path: Path, layout: Layout, n: int) -> np.ndarray:
+    """The labels (N,) of one binary batch file of ``n`` records, read in chunks of records by plain
+    reads (the pages of a map would stay in the process; these go through the page cache only)."""
+    record = layout.label_bytes + PIXELS
+    labels = np.empty(n, dtype=np.int64)
+    with open(path, "rb") as fh:
+        for start in range(0, n, LABEL_CHUNK):
+            count = min(LABEL_CHUNK, n - start)
+            rows = np.fromfile(fh, dtype=np.uint8, count=count * record)
+            if rows.size != count * record:  # the file shrank since it was measured
+                raise DataError(
+                    f"{path} ended after {start * record + rows.size} bytes while being read",
+                    field="data",
+                    fix="Extract the official archive again, and leave the files alone while they are read.",
+                )
+            labels[start : start + count] = rows.reshape(count, record)[:, layout.label_bytes - 1]
+    return labels
+
+
+@dataclass(frozen=True)
+class Records:
+    """A block of binary records as inputs: the pixels after ``label_bytes`` label bytes, as
+    (N, 3, 32, 32) float32 ``pixel / 255``, the same arithmetic as the python version's."""
+
+    label_bytes: int
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        return _to_floats(rows[:, self.label_bytes :])
+
+
+def _to_floats(pixels: np.ndarray) -> np.ndarray:
+    # the files store each image as 1024 red, 1024 green, 1024 blue bytes: (N, 3, 32, 32) as is
+    x = pixels.reshape(-1, 3, 32, 32).astype(np.float32)
+    x /= np.float32(255.0)
+    return x
 
 
 def read_python(path: Path, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
@@ -290,13 +342,51 @@ def locate(spec: str, layout: Layout) -> tuple[Path, str, str, tuple[str, ...]]:
     return folder, version, split, files
 
 
-def load_cifar(spec: str, layout: Layout) -> Dataset:
-    """``SCHEME:PATH`` or ``SCHEME:PATH:train`` / ``:test`` as a Dataset of floats in [0, 1]."""
+def open_cifar(spec: str, layout: Layout, options: DataOptions | None = None) -> DataStream:
+    """``SCHEME:PATH`` or ``SCHEME:PATH:train`` / ``:test`` as a stream of floats in [0, 1]: the
+    binary version memory-mapped (an :class:`ArrayStream`), the python version read whole (a
+    :class:`TensorStream`)."""
+    if options is not None:
+        options.refuse(spec)  # neither data arguments nor image options apply to CIFAR files
     folder, version, split, files = locate(spec, layout)
-    reader = read_binary if version == "binary" else read_python
-    parts = [reader(folder / name, layout) for name in files]
+    if version == "python":
+        return TensorStream(_load_python(spec, layout, folder, split, files))
+    maps = [map_binary(folder / name, layout) for name in files]
+    labels = np.concatenate(
+        [binary_labels(folder / name, layout, rows.shape[0]) for name, rows in zip(files, maps)]
+    )
+    _check_labels(labels, folder, layout)
+    meta = _meta(folder, version, split, layout)
+    meta["memory_mapped"] = True
+    return ArrayStream(
+        spec,
+        maps,
+        labels,
+        _ids(layout, split, len(labels)),
+        decode=Records(layout.label_bytes),
+        num_classes=layout.num_classes,
+        meta=meta,
+    )
+
+
+def load_cifar(spec: str, layout: Layout) -> Dataset:
+    """``SCHEME:PATH`` or ``SCHEME:PATH:train`` / ``:test`` as a Dataset of floats in [0, 1], in memory."""
+    return open_cifar(spec, layout).materialize()
+
+
+def _load_python(spec: str, layout: Layout, folder: Path, split: str, files: tuple[str, ...]) -> Dataset:
+    """The python version, read whole: each batch is one pickle, which cannot be mapped."""
+    parts = [read_python(folder / name, layout) for name in files]
     pixels = np.concatenate([p for p, _ in parts])
     labels = np.concatenate([y for _, y in parts])
+    _check_labels(labels, folder, layout)
+    x = torch.from_numpy(_to_floats(pixels))
+    ids = _ids(layout, split, len(labels))
+    meta = _meta(folder, "python", split, layout)
+    return Dataset(x, torch.from_numpy(labels), ids, spec, layout.num_classes, meta)
+
+
+def _check_labels(labels: np.ndarray, folder: Path, layout: Layout) -> None:
     bad = (labels < 0) | (labels >= layout.num_classes)
     if bad.any():
         raise DataError(
@@ -304,20 +394,26 @@ def load_cifar(spec: str, layout: Layout) -> Dataset:
             field="data",
             fix=f"Point at {layout.scheme.upper()} files (CIFAR-100 files are read with cifar100:).",
         )
-    # the files store each image as 1024 red, 1024 green, 1024 blue bytes: (N, 3, 32, 32) as is
-    x = torch.from_numpy(pixels.reshape(-1, 3, 32, 32).astype(np.float32) / np.float32(255.0))
+
+
+def _meta(folder: Path, version: str, split: str, layout: Layout) -> dict[str, Any]:
     meta: dict[str, Any] = {"format": f"{layout.scheme} {version}", "split": split}
     names = class_names(folder, version, layout)
     if names is not None:
         meta["class_names"] = names
-    ids = [f"{layout.scheme}-{split}-{i}" for i in range(len(labels))]
-    return Dataset(x, torch.from_numpy(labels), ids, spec, layout.num_classes, meta)
+    return meta
+
+
+def _ids(layout: Layout, split: str, n: int) -> list[str]:
+    return [f"{layout.scheme}-{split}-{i}" for i in range(n)]
 
 
 def _scheme(layout: Layout) -> Any:
     def load(spec: str) -> Dataset:
         return load_cifar(spec, layout)
 
+    # read batch by batch (open_source and open_data use it; load_data materializes it)
+    load.open = lambda spec, options: open_cifar(spec, layout, options)  # type: ignore[attr-defined]
     # what 'robustness validate' checks without reading the (large) files: they are there
     load.check = lambda spec: locate(spec, layout)  # type: ignore[attr-defined]
     return load

@@ -4,10 +4,10 @@ A :class:`DataStream` knows how many samples there are, their ids and where to r
 reads them when asked, one batch at a time, and checks every batch it hands out (finite inputs
 in the model's bounds, labels the model can predict, one sample shape throughout). Three kinds:
 
-- :class:`TensorStream`: data already in memory (``builtin:``, ``cifar10:``, a compressed ``.npz``,
-  a factory returning arrays): batches are views of its tensors.
-- :class:`ArrayStream`: an array read on demand, such as the ``x`` of an uncompressed ``.npz``
-  memory-mapped from the file.
+- :class:`TensorStream`: data already in memory (``builtin:``, the CIFAR python version, a
+  compressed ``.npz``, a factory returning arrays): batches are views of its tensors.
+- :class:`ArrayStream`: arrays read on demand: the ``x`` of an uncompressed ``.npz`` or the CIFAR
+  binary files, memory-mapped.
 - :class:`MapStream`: any map-style ``torch.utils.data.Dataset`` yielding ``(image tensor, label)``
   (an image folder, a user's dataset), read through a ``DataLoader``, with worker processes
   and pinned memory where asked.
@@ -19,8 +19,9 @@ that needs every sample at once (the audit).
 from __future__ import annotations
 
 import copy
+import mmap
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -266,29 +267,92 @@ class TensorStream(DataStream):
 
 
 class ArrayStream(DataStream):
-    """Inputs read on demand from an array (a ``numpy.memmap`` of a file), labels in memory."""
+    """Inputs read on demand from arrays (``numpy.memmap``\\ s of files), labels in memory.
+
+    ``x``: one array, or a list of arrays read one after another as one (the files of a split,
+    each mapped on its own). ``decode`` turns a block of an array's rows into float32 inputs
+    (default: the rows as float32); the CIFAR binary files give records of label bytes and uint8
+    pixels, decoded into ``pixel / 255`` of shape (3, 32, 32). A batch reads only its own rows.
+    After a batch is read, the pages of a memory-mapped file it touched are dropped from the
+    process (``madvise(MADV_DONTNEED)``; the file is unchanged and read again if asked), so the
+    mapped file does not pile up in the process's memory as the stream is read.
+    """
 
     check_up_front = True
 
     def __init__(
-        self, spec: str, x: np.ndarray, y: np.ndarray, ids: Sequence[str] | None, **kwargs: Any
+        self,
+        spec: str,
+        x: np.ndarray | Sequence[np.ndarray],
+        y: np.ndarray,
+        ids: Sequence[str] | None,
+        *,
+        decode: Callable[[np.ndarray], np.ndarray] | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(spec, int(x.shape[0]), ids=ids, **kwargs)
+        parts = list(x) if isinstance(x, list | tuple) else [x]
+        sizes = [int(part.shape[0]) for part in parts]
+        super().__init__(spec, sum(sizes), ids=ids, **kwargs)
         self.x = x
+        self.parts = parts
+        self.starts = np.cumsum([0, *sizes])  # source position of each part's first row
+        self.decode = decode
         self.y = torch.from_numpy(np.asarray(y, dtype=np.int64))
 
     def _read(
         self, groups: list[torch.Tensor], *, pin_memory: bool
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for positions in groups:
-            rows = positions.numpy()
-            # a slice reads one stretch of the file; fancy indexing reads the rows one by one
-            if rows.size and rows[-1] - rows[0] == rows.size - 1:
-                part = self.x[rows[0] : rows[-1] + 1]
-            else:
-                part = self.x[rows]
-            x = torch.from_numpy(np.array(part, dtype=np.float32))
+            x = torch.from_numpy(self._rows(positions.numpy()))
             yield (x.pin_memory() if pin_memory else x), self.y[positions]
+
+    def _rows(self, rows: np.ndarray) -> np.ndarray:
+        """The inputs at source positions ``rows``, in that order."""
+        starts = self.starts
+        if rows.size and rows[-1] - rows[0] == rows.size - 1:
+            # consecutive: one slice of each part they span, each read as one stretch of its file
+            lo, hi = int(rows[0]), int(rows[-1]) + 1
+            pieces = []
+            for k, part in enumerate(self.parts):
+                a, b = max(lo, int(starts[k])) - int(starts[k]), min(hi, int(starts[k + 1])) - int(starts[k])
+                if a < b:
+                    pieces.append(self._take(part, slice(a, b), a, b))
+            return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+        # scattered (a subset): fancy indexing reads the rows one by one, part by part
+        which = np.searchsorted(starts, rows, side="right") - 1
+        out: np.ndarray | None = None
+        for k in np.unique(which):
+            mask = which == k
+            local = rows[mask] - starts[k]
+            block = self._take(self.parts[k], local, int(local.min()), int(local.max()) + 1)
+            if out is None:
+                out = np.empty((rows.size, *block.shape[1:]), dtype=block.dtype)
+            out[mask] = block
+        return out if out is not None else np.empty((0,), dtype=np.float32)
+
+    def _take(self, part: np.ndarray, index: slice | np.ndarray, lo: int, hi: int) -> np.ndarray:
+        """Rows ``index`` of one part (all within ``lo:hi``) decoded, the part's pages dropped."""
+        block = np.asarray(part[index])
+        out = np.array(block, dtype=np.float32) if self.decode is None else self.decode(block)
+        del block
+        ArrayStream._drop_pages(part, lo, hi)
+        return out
+
+    @staticmethod
+    def _drop_pages(part: np.ndarray, lo: int, hi: int) -> None:
+        """Drop rows ``lo:hi`` of a ``numpy.memmap`` from the process's resident memory (a
+        no-op for other arrays, or where ``madvise`` is missing)."""
+        mm = getattr(part, "_mmap", None)  # numpy.memmap's own map of the file
+        if mm is None or not hasattr(mm, "madvise") or not hasattr(mmap, "MADV_DONTNEED") or hi <= lo:
+            return
+        try:
+            base = part.ctypes.data - np.frombuffer(mm, dtype=np.uint8).ctypes.data
+            start = base + lo * part.strides[0]
+            end = base + hi * part.strides[0]
+            start -= start % mmap.PAGESIZE
+            mm.madvise(mmap.MADV_DONTNEED, start, end - start)
+        except (OSError, ValueError, TypeError, BufferError):
+            pass  # only memory is at stake; the data read is right either way
 
 
 class MapStream(DataStream):
