@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import platform
 import shlex
 import sys
 from datetime import datetime, timezone
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from robustness.core.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from robustness.core.io import atomic_write, atomic_write_bytes, atomic_write_json
 from robustness.core.schema import (
     RESULTS_FILE,
     SCHEMA_VERSION,  # noqa: F401 - the runner's import
@@ -68,40 +70,34 @@ def environment(device: str, seed: int, cmd: str, precision: str = "fp32") -> di
     }
 
 
-def samples_lines(
-    ids: list[str],
-    labels: list[int],
-    clean_pred: list[int],
-    eps: list[float],
-    robust: list[list[bool]],
-    broken_by: list[list[str | None]],
-    pnorm: list[list[float]],
-    adv_pred: list[list[int]],
+def sample_line(
+    sid: str,
+    label: int,
+    clean_pred: int,
+    eps: Sequence[float],
+    robust: Sequence[bool],
+    broken_by: Sequence[str | None],
+    pnorm: Sequence[float],
+    adv_pred: Sequence[int],
 ) -> str:
-    """samples.jsonl: one JSON object per sample; ``robust``/``broken_by``/``pnorm``/``adv_pred``
-    are [eps][sample]."""
-    out = []
-    for i, sid in enumerate(ids):
-        out.append(
-            json.dumps(
+    """One line of samples.jsonl: a sample and, per eps, its outcome there."""
+    return json.dumps(
+        {
+            "id": sid,
+            "label": int(label),
+            "clean_pred": int(clean_pred),
+            "eps": [
                 {
-                    "id": sid,
-                    "label": int(labels[i]),
-                    "clean_pred": int(clean_pred[i]),
-                    "eps": [
-                        {
-                            "eps": e,
-                            "robust": bool(robust[j][i]),
-                            "broken_by": broken_by[j][i],
-                            "perturbation_norm": float(pnorm[j][i]),
-                            "adv_pred": int(adv_pred[j][i]),
-                        }
-                        for j, e in enumerate(eps)
-                    ],
+                    "eps": e,
+                    "robust": bool(robust[j]),
+                    "broken_by": broken_by[j],
+                    "perturbation_norm": float(pnorm[j]),
+                    "adv_pred": int(adv_pred[j]),
                 }
-            )
-        )
-    return "\n".join(out) + "\n"
+                for j, e in enumerate(eps)
+            ],
+        }
+    )
 
 
 def pick_examples(labels: np.ndarray, first_broken: np.ndarray, k: int = MAX_EXAMPLES) -> np.ndarray:
@@ -139,8 +135,17 @@ def write_results(outdir: Path, results: AuditResults | dict[str, Any]) -> Path:
     return atomic_write_json(Path(outdir) / RESULTS_FILE, typed_results(results).to_dict())
 
 
-def write_samples(outdir: Path, text: str) -> Path:
-    return atomic_write_text(Path(outdir) / SAMPLES_FILE, text)
+def write_samples(outdir: Path, lines: Iterable[str]) -> Path:
+    """samples.jsonl, written a line at a time (it grows with the samples; nothing holds it whole)."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for line in lines:
+                fh.write(line + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    return atomic_write(Path(outdir) / SAMPLES_FILE, write)
 
 
 def render_reports(

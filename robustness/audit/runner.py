@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +51,7 @@ from robustness.config import (
 )
 from robustness.core.data import check_labels_fit_model
 from robustness.core.distributed import DistContext, current
+from robustness.core.rows import SampleRows
 from robustness.core.runlock import RunLock
 from robustness.core.threads import apply_threads, batch_pass_probe
 from robustness.progress import Progress, choose_mode
@@ -118,10 +120,12 @@ def _with_placeholders(cfg: dict[str, Any], overrides: dict[str, Any]) -> dict[s
 class AuditRunner:
     """Runs one audit; :meth:`run` returns the results dict and writes the outputs.
 
-    While it runs, the sanity checks read it: ``cfg``, ``model``, ``x``, ``y``, ``norm``,
-    ``eps_grid``, ``ledger``, ``stages``, ``attack_specs``, ``labels``, ``main_attack``,
-    ``robust_rows``, ``indicators`` and the helpers :meth:`sample`, :meth:`model_sample`,
-    :meth:`attack_and_fold`, :meth:`spec_for` and :meth:`labels_of`.
+    While it runs, the sanity checks and sections read it: ``cfg``, ``model``, ``x`` (the inputs
+    by position, :class:`~robustness.core.rows.SampleRows`: ``x[idx]`` reads those samples),
+    ``y``, ``norm``, ``eps_grid``, ``ledger``, ``stages``, ``attack_specs``, ``labels``,
+    ``main_attack``, ``robust_rows``, ``indicators`` and the helpers :meth:`sample`,
+    :meth:`model_sample`, :meth:`attack_and_fold`, :meth:`spec_for`, :meth:`labels_of` and
+    :meth:`dataset`.
     """
 
     def __init__(
@@ -150,6 +154,7 @@ class AuditRunner:
         # Set by the determinism check: the forward pass is randomized (EOT, majority votes).
         self.randomized = False
         self.robust_rows: list[dict[str, Any]] = []
+        self._dataset: Any = None  # the streamed data read whole, once a section asks (dataset())
         self._spec_by_label: dict[str, AttackSpec] = {}
         # Per attack of the run, the indicators of attack failure (filled by the stages and check (c)).
         self.indicators = IndicatorBook()
@@ -175,11 +180,13 @@ class AuditRunner:
             model_args=options.args if self._model_obj is None else None,
         )
 
-    def _load_data(self, model: Any) -> Any:
-        from robustness.core.data import load_data
+    def _open_data(self, model: Any) -> Any:
+        """The evaluation data as a stream (robustness.core.stream): in memory as it always was,
+        or read batch by batch (image folders, memory-mapped arrays, a factory's Dataset)."""
+        from robustness.core.data import open_data
 
         spec = self._data_obj if self._data_obj is not None else self.cfg.data.spec
-        return load_data(
+        return open_data(
             spec,
             n_examples=self.cfg.data.n_examples,
             seed=self.cfg.data_seed,
@@ -188,7 +195,7 @@ class AuditRunner:
             **self.cfg.data.load_options(),  # data.args, image_size, image_mode, workers
         )
 
-    def _fingerprint_parts(self, attacks: list[AttackSpec], model: Any, data: Any) -> dict[str, Any]:
+    def _fingerprint_parts(self, attacks: list[AttackSpec], model: Any) -> dict[str, Any]:
         cfg = self.cfg
         checks = cfg.sanity_checks
         return {
@@ -207,10 +214,10 @@ class AuditRunner:
             "eot_samples": cfg.eot_samples,
             "batch_size": self.batch_size,
             "model": model.sha256(),
-            "data": data.sha256(),
+            "data": self.data_sha256,
         }
 
-    def _batch_size(self, model: Any, data: Any) -> tuple[int, dict[str, Any] | None]:
+    def _batch_size(self, model: Any) -> tuple[int, dict[str, Any] | None]:
         """``data.batch_size``, with ``auto`` resolved by trying (robustness.core.batchsize) on
         the main rank and shared, so every rank cuts the same batches."""
         setting = self.cfg.data.batch_size
@@ -219,16 +226,16 @@ class AuditRunner:
         from robustness.core.batchsize import auto_batch_size
 
         found = self.dist.main_only(
-            lambda: auto_batch_size(model, data.x[:8], len(data), backward=True).to_dict()
+            lambda: auto_batch_size(model, self.x[:8], self.n, backward=True).to_dict()
         )
         return int(found["batch_size"]), found
 
-    def _set_threads(self, model: Any, data: Any) -> None:
+    def _set_threads(self, model: Any) -> None:
         """The CPU thread count (config ``threads``); under torchrun ``auto`` keeps each rank's share."""
         setting = self.cfg.threads
         if setting == "auto" and (self.dist.world_size > 1 or model.device.type != "cpu"):
             return
-        apply_threads(setting, batch_pass_probe(model, data.x, self.batch_size))
+        apply_threads(setting, batch_pass_probe(model, self.x, self.batch_size))
 
     # -- the run ---------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -250,7 +257,7 @@ class AuditRunner:
         cfg = self.cfg
         attacks = self._start()
         clean, clean_s = self._clean()
-        self.ledger = Ledger(self.x, self.y, self.clean_pred, len(self.eps_grid))
+        self.ledger = self._new_ledger()
         self.checks: list[SanityCheck] = [check(self) for check in checks_in_order()]
         attacks = self._measure_the_model(attacks)
         if self.randomized:  # the clean metrics of the voted predictions
@@ -281,7 +288,7 @@ class AuditRunner:
             for spec, label in zip(attacks, self.labels)
         ]
         # The baseline's budget is compared with what really ran (EOT may have wrapped attacks).
-        gates = evaluate_gates(cfg, clean, self.robust_rows, self.data.sha256(), attacks=attack_records)
+        gates = evaluate_gates(cfg, clean, self.robust_rows, self.data_sha256, attacks=attack_records)
         gates += section_gates
         outcome, reason = verdict(check_results, gates)
         results = self._results(
@@ -307,20 +314,23 @@ class AuditRunner:
         # The same start-up checks as 'robustness validate', before any model loads or trains.
         check_inputs(cfg, model=self._model_obj is None, data=self._data_obj is None)
         model = self._load_model()
-        data = self._load_data(model)
-        model.validate(data.x)
-        # A model with too few outputs for the labels is the model's problem (ModelError).
-        check_labels_fit_model(int(data.y.max()), int(model.num_classes))
-        self.batch_size, self.batch_size_search = self._batch_size(model, data)
-        self._set_threads(model, data)
+        data = self._open_data(model)
+        # The inputs by position, read when asked (in memory: the tensor itself); the audit keeps
+        # per-sample scalars (labels, predictions, the ledger's columns) and the batches in flight.
+        self.x = SampleRows(data)
+        self.n = len(self.x)
+        model.validate(self.x[:8])
         self.model, self.data = model, data
-        self.x = data.x.detach().cpu().float()
-        self.y = data.y.detach().cpu().long()
-        self.n = int(self.x.shape[0])
+        self.batch_size, self.batch_size_search = self._batch_size(model)
+        # The labels and the data's hash (the checkpoint's fingerprint): one pass for a stream.
+        self.y, self.data_sha256 = self.x.labels_and_sha256(self.batch_size)
+        # A model with too few outputs for the labels is the model's problem (ModelError).
+        check_labels_fit_model(int(self.y.max()), int(model.num_classes))
+        self._set_threads(model)
         self.norm = cfg.threat.norm
         self.eps_grid = list(cfg.threat.eps)
         outdir = Path(cfg.output.dir)
-        self.checkpoint = Checkpoint(outdir, self._fingerprint_parts(attacks, model, data))
+        self.checkpoint = Checkpoint(outdir, self._fingerprint_parts(attacks, model))
         state = self.dist.main_only(lambda: self.checkpoint.open(restart=self.restart))
         self.checkpoint.folder.mkdir(parents=True, exist_ok=True)  # ranks on other nodes keep their batches
         if state == "resumed" and not self.quiet:
@@ -349,7 +359,9 @@ class AuditRunner:
             rec = self.checkpoint.load_json("clean")
             if isinstance(rec, dict) and isinstance(rec.get("pred"), list) and len(rec["pred"]) == self.n:
                 return torch.tensor(rec["pred"], dtype=torch.long)
-            pred = self.model.predict(self.x, self.batch_size).cpu()
+            pred = torch.empty(self.n, dtype=torch.long)
+            for rows, xb in self._all_batches():
+                pred[rows] = self.model.predict(xb, self.batch_size).cpu()
             self.checkpoint.save_json("clean", {"pred": pred.tolist()})
             return pred
 
@@ -408,21 +420,36 @@ class AuditRunner:
             rec = self.checkpoint.load_json("clean-votes")
             if isinstance(rec, dict) and isinstance(rec.get("pred"), list) and len(rec["pred"]) == self.n:
                 return torch.tensor(rec["pred"], dtype=torch.long)
+            pred = torch.empty(self.n, dtype=torch.long)
             with self.model.evaluating(freeze=True):
-                pred, _, _ = majority_vote(
-                    self.model,
-                    self.x.to(self.model.device),
-                    self.y,
-                    votes=int(self.cfg.eot_samples),
-                    seed=derive_seed(self.cfg.seed, "clean-votes"),
-                    batch_size=self.batch_size,
-                )
-            pred = pred.cpu()
+                for rows, xb in self._all_batches():
+                    votes, _, _ = majority_vote(
+                        self.model,
+                        xb.to(self.model.device),
+                        self.y[rows],
+                        votes=int(self.cfg.eot_samples),
+                        seed=derive_seed(self.cfg.seed, "clean-votes", rows.start),
+                        batch_size=self.batch_size,
+                    )
+                    pred[rows] = votes.cpu()
             self.checkpoint.save_json("clean-votes", {"pred": pred.tolist()})
             return pred
 
         self.clean_pred = self.dist.main_only(voted)
-        self.ledger = Ledger(self.x, self.y, self.clean_pred, len(self.eps_grid))
+        self.ledger = self._new_ledger()
+
+    def _all_batches(self) -> Iterator[tuple[slice, torch.Tensor]]:
+        """Every sample in order, a batch at a time: ``(rows, inputs)``."""
+        bs = self.batch_size
+        for k, xb in self.x.batches(torch.arange(self.n), bs):
+            yield slice(k * bs, k * bs + xb.shape[0]), xb
+
+    def _new_ledger(self) -> Ledger:
+        """The ledger started on the clean predictions; the rank that writes the outputs keeps
+        the examples."""
+        return Ledger(
+            self.y, self.clean_pred, len(self.eps_grid), self.x.sample_shape, keep_examples=self.dist.is_main
+        )
 
     def _attack_at(self, eps_index: int, eps: float) -> None:
         """One eps: each attack on the samples still robust, folded into the ledger; then the
@@ -436,10 +463,7 @@ class AuditRunner:
             kind = self.stages.instance(spec).kind
             if kind != "white-box" and step.black_box_tested is None:
                 step.black_box_tested = ledger.n_robust()
-            out = self.stages.run(
-                eps_index, eps, f"a{k}-{spec.name}", label, spec, ledger.standing(), ledger.alive
-            )
-            ledger.fold(out, label)
+            out, _ = self.attack_and_fold(step, f"a{k}-{spec.name}", label, spec, ledger.standing(), label)
             attack = self.stages.instance(spec)
             self.indicators.add(label, eps, out.indicators, attack=attack.name, members=attack.members)
             per_attack[label] = ledger.n_robust() / self.n
@@ -484,9 +508,29 @@ class AuditRunner:
     ) -> tuple[StageOutcome, int]:
         """Run ``spec`` on ``idx`` at this eps and fold what it breaks into the ledger as ``label``;
         the outcome and how many samples it newly broke."""
-        out = self.stages.run(step.index, step.eps, key, progress_label, spec, idx, self.ledger.alive)
+        ledger = self.ledger
+        out = self.stages.run(
+            step.index,
+            step.eps,
+            key,
+            progress_label,
+            spec,
+            idx,
+            ledger.alive,
+            fold=lambda part: ledger.fold(part, label),
+        )
         self._spec_by_label[label] = spec
-        return out, self.ledger.fold(out, label)
+        return out, out.n_folded
+
+    def dataset(self) -> Any:
+        """The evaluation data whole in memory (a :class:`~robustness.core.data.Dataset`), for the
+        sections whose methods need every sample at once (privacy, extraction, watermark): data
+        in memory as it is, streamed data read once into memory here."""
+        if self.x.in_memory:
+            return self.data.dataset
+        if self._dataset is None:
+            self._dataset = self.data.materialize(self.batch_size)
+        return self._dataset
 
     def spec_for(self, label: str) -> AttackSpec | None:
         """The attack behind a ledger label (an attack of the run or a check's)."""
@@ -610,8 +654,8 @@ class AuditRunner:
             "data": {
                 "spec": data.spec,
                 "n": self.n,
-                "sha256": data.sha256(),
-                "shape": list(self.x.shape[1:]),
+                "sha256": self.data_sha256,
+                "shape": list(self.x.sample_shape),
                 "seed": cfg.data_seed,
                 "n_examples": cfg.data.n_examples,
                 **({"class_names": list(class_names)} if class_names else {}),
@@ -652,8 +696,9 @@ class AuditRunner:
         outdir.mkdir(parents=True, exist_ok=True)
         write_results(outdir, results)  # first: a failing renderer can never cost the numbers
         eps = results.threat.eps
-        write_samples(outdir, ledger.sample_rows(self.data.ids, eps))
-        write_examples(outdir / EXAMPLES_FILE, ledger.examples(self.data.ids, eps))
+        ids = self.data.ids
+        write_samples(outdir, ledger.sample_lines(ids, eps))
+        write_examples(outdir / EXAMPLES_FILE, ledger.examples(self.x, ids, eps))
         written, errors = render_reports(results, outdir, list(self.cfg.output.formats))
         if written or errors:
             results.files.update({fmt: Path(p).name for fmt, p in written.items()})

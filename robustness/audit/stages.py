@@ -11,6 +11,7 @@ each rank runs its share of the batches and every rank gathers every outcome.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,18 +25,22 @@ if TYPE_CHECKING:
     from robustness.checkpoint import Checkpoint
     from robustness.config import AttackSpec
     from robustness.core.distributed import DistContext
+    from robustness.core.rows import SampleRows
     from robustness.progress import Progress
 
 
 @dataclass
 class StageOutcome:
-    """One attack at one eps over a set of samples (``idx``), all batches together."""
+    """One attack at one eps over a set of samples (``idx``): one batch of it, or all together."""
 
     idx: torch.Tensor
     success: torch.Tensor
     adv_pred: torch.Tensor
     pnorm: torch.Tensor
-    x_succ: torch.Tensor  # adversarial examples of idx[success], in that order
+    # Adversarial examples of idx[success], in that order: a batch's, for the ledger's fold. A
+    # stage's total leaves them out (None), so that a stage never holds the examples of all its
+    # samples at once.
+    x_succ: torch.Tensor | None
     n_forward: int
     n_backward: int
     n_queries: int
@@ -43,6 +48,8 @@ class StageOutcome:
     resumed: bool
     # The counts behind the indicators of attack failure over all batches (attacks.trace).
     indicators: Counts = field(default_factory=dict)
+    # Samples the fold marked broken that were still robust (Stages.run(..., fold=...)).
+    n_folded: int = 0
 
     @property
     def broken(self) -> torch.Tensor:
@@ -64,13 +71,18 @@ class StageOutcome:
 
 
 class Stages:
-    """Runs attack stages on the audit's model and data, with its checkpoint and progress display."""
+    """Runs attack stages on the audit's model and inputs, with its checkpoint and progress display.
+
+    ``x`` is the audit's inputs by position (:class:`robustness.core.rows.SampleRows`): each stage
+    reads the batches it attacks from it and nothing else, so that a stage holds only the batches
+    in flight.
+    """
 
     def __init__(
         self,
         *,
         model: Any,
-        x: torch.Tensor,
+        x: SampleRows,
         y: torch.Tensor,
         norm: str,
         batch_size: int,
@@ -82,7 +94,7 @@ class Stages:
         self.model = model
         self.x = x
         self.y = y
-        self.n = int(x.shape[0])
+        self.n = int(y.shape[0])
         self.norm = norm
         self.batch_size = batch_size
         self.seed = seed
@@ -113,72 +125,88 @@ class Stages:
         idx: torch.Tensor,
         alive: torch.Tensor,
         show_robust: bool = True,
+        fold: Callable[[StageOutcome], int] | None = None,
     ) -> StageOutcome:
         """Run (or load from the checkpoint) ``spec`` on the samples ``idx`` at ``eps``.
 
         ``key`` names the stage in the checkpoint and in the batch seeds; ``label`` in the
         progress display; ``alive`` is the mask whose count the display shows as robust.
+        ``fold`` takes each batch's outcome, in batch order, with its examples (the ledger's
+        fold); the returned total has the scalars of all batches and no examples.
+
+        The batches go round in rounds of one per rank: each rank attacks (or loads) its batch of
+        the round, every rank gathers the round's outcomes and folds them in the same order, so
+        that no rank ever holds more than a round's examples.
         """
         idx = idx.to(torch.long).sort().values
         bs = self.batch_size
         batches = [idx[s : s + bs] for s in range(0, idx.numel(), bs)]
         n_alive = int(alive.sum())
         self.progress.stage_start(eps, label, idx.numel(), len(batches), n_alive, self.n)
-        resumed = bool(batches)
-        records: dict[int, dict[str, np.ndarray]] = {}
+        mine = [b for b in range(len(batches)) if self.dist.owns(b)]
+        # The batches with no record are read from the data in one pass; a record that fails to
+        # load (torn) has its batch read on its own.
+        todo = [b for b in mine if not self.checkpoint.batch_path(eps_index, key, b).exists()]
+        fresh = self.x.batches(idx, bs, numbers=todo, pin_memory=self.model.device.type == "cuda")
+        world = self.dist.world_size
         ran = False
-        live_broken = 0
-        for b, bidx in enumerate(batches):
-            if not self.dist.owns(b):
-                continue  # another rank's batch
-            rec = self.checkpoint.load_batch(eps_index, key, b, sample_shape=tuple(self.x.shape[1:]))
-            if rec is not None and not np.array_equal(rec["idx"], bidx.numpy()):
-                rec = None  # out of step with this run (cannot happen with a deterministic model): redo
-            if rec is None:
-                ran = True
-                rec = self._attack_batch(spec, bidx, eps, derive_seed(self.seed, eps_index, key, b))
-                self.checkpoint.save_batch(eps_index, key, b, rec)
-            records[b] = rec
-            if not self.dist.enabled:
-                live_broken += int((torch.from_numpy(rec["success"]).bool() & alive[bidx]).sum())
-                self.progress.batch_done(n_alive - live_broken)
-        if self.dist.enabled:
-            # Everyone's batches, so that every rank folds the same outcomes (and picks the same
-            # samples for the next stage).
-            gathered = self.dist.all_gather_object((records, ran))
-            records = {b: r for part, _ in gathered for b, r in part.items()}
-            ran = any(r for _, r in gathered)
-        resumed = resumed and not ran
-        succ, preds, norms, xs = [], [], [], []
+        parts: list[StageOutcome] = []
+        indicators: Counts = {}
         cost = np.zeros(3, dtype=np.int64)
         t_total = 0.0
         broken_so_far = 0
-        indicators: Counts = {}
-        for b, bidx in enumerate(batches):
-            rec = records[b]
-            merge_counts(indicators, batch_indicators(rec))
-            s = torch.from_numpy(rec["success"]).bool()
-            succ.append(s)
-            preds.append(torch.from_numpy(rec["adv_pred"]).long())
-            norms.append(torch.from_numpy(rec["pnorm"]).float())
-            xs.append(torch.from_numpy(rec["x_adv"]).float())
-            cost += rec["cost"].astype(np.int64)
-            t_total += float(rec["time_s"])
-            broken_so_far += int((s & alive[bidx]).sum())
-            if self.dist.enabled:
+        folded = 0
+        for start in range(0, len(batches), world):
+            own = start + self.dist.rank
+            rec = None
+            if own < len(batches):
+                bidx = batches[own]
+                if own not in todo:
+                    rec = self.checkpoint.load_batch(eps_index, key, own, sample_shape=self.x.sample_shape)
+                    if rec is not None and not np.array_equal(rec["idx"], bidx.numpy()):
+                        rec = (
+                            None  # out of step with this run (cannot happen with a deterministic model): redo
+                        )
+                if rec is None:
+                    if own in todo:
+                        number, xb = next(fresh)
+                        assert number == own, (number, own)  # the stream hands out todo in order
+                    else:
+                        xb = self.x[bidx]
+                    rec = self._attack_batch(spec, bidx, xb, eps, derive_seed(self.seed, eps_index, key, own))
+                    self.checkpoint.save_batch(eps_index, key, own, rec)
+                    ran = True
+            # Everyone's batch of this round, so that every rank folds the same outcomes (and
+            # picks the same samples for the next stage).
+            gathered = self.dist.all_gather_object((rec, ran)) if self.dist.enabled else [(rec, ran)]
+            ran = any(r for _, r in gathered)
+            for record, _ in gathered:
+                if record is None:
+                    continue
+                part = _outcome(record)
+                merge_counts(indicators, batch_indicators(record))
+                cost += record["cost"].astype(np.int64)
+                t_total += float(record["time_s"])
+                broken_so_far += int((part.success & alive[part.idx]).sum())
+                if fold is not None:
+                    folded += fold(part)
+                part.x_succ = None  # the ledger has them; the total keeps the scalars
+                parts.append(part)
                 self.progress.batch_done(n_alive - broken_so_far)
+        resumed = bool(batches) and not ran
         out = StageOutcome(
             idx=idx,
-            success=torch.cat(succ) if succ else torch.zeros(0, dtype=torch.bool),
-            adv_pred=torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long),
-            pnorm=torch.cat(norms) if norms else torch.zeros(0),
-            x_succ=torch.cat(xs) if xs else self.x[:0].clone(),
+            success=torch.cat([p.success for p in parts]) if parts else torch.zeros(0, dtype=torch.bool),
+            adv_pred=torch.cat([p.adv_pred for p in parts]) if parts else torch.zeros(0, dtype=torch.long),
+            pnorm=torch.cat([p.pnorm for p in parts]) if parts else torch.zeros(0),
+            x_succ=None,
             n_forward=int(cost[0]),
             n_backward=int(cost[1]),
             n_queries=int(cost[2]),
             time_s=t_total,
             resumed=resumed,
             indicators=indicators,
+            n_folded=folded,
         )
         n_robust = n_alive - broken_so_far if show_robust else None
         self.progress.stage_done(
@@ -187,17 +215,17 @@ class Stages:
         return out
 
     def _attack_batch(
-        self, spec: AttackSpec, bidx: torch.Tensor, eps: float, seed: int
+        self, spec: AttackSpec, bidx: torch.Tensor, xb: torch.Tensor, eps: float, seed: int
     ) -> dict[str, np.ndarray]:
-        """One batch through the attack contract: the arrays the checkpoint stores
-        (:data:`robustness.checkpoint.BATCH_ARRAYS`)."""
+        """One batch (the samples ``bidx``, inputs ``xb``) through the attack contract: the arrays
+        the checkpoint stores (:data:`robustness.checkpoint.BATCH_ARRAYS`)."""
         attack = self.instance(spec)
         model = self.model
         t0 = time.perf_counter()
-        xb, yb = self.x[bidx], self.y[bidx]
+        yb = self.y[bidx]
         if model.device.type == "cuda":
             # Page-locked host memory: a direct DMA copy that does not block the host.
-            xb = xb.pin_memory().to(model.device, non_blocking=True)
+            xb = (xb if xb.is_pinned() else xb.pin_memory()).to(model.device, non_blocking=True)
             yb = yb.pin_memory().to(model.device, non_blocking=True)
         res = attack(
             model,
@@ -224,3 +252,19 @@ class Stages:
             "time_s": np.array(elapsed, dtype=np.float64),
             "indicators": indicators_array(res.indicators),
         }
+
+
+def _outcome(record: dict[str, np.ndarray]) -> StageOutcome:
+    """One batch's outcome from its checkpoint record, with its examples."""
+    return StageOutcome(
+        idx=torch.from_numpy(record["idx"]).long(),
+        success=torch.from_numpy(record["success"]).bool(),
+        adv_pred=torch.from_numpy(record["adv_pred"]).long(),
+        pnorm=torch.from_numpy(record["pnorm"]).float(),
+        x_succ=torch.from_numpy(record["x_adv"]).float(),
+        n_forward=int(record["cost"][0]),
+        n_backward=int(record["cost"][1]),
+        n_queries=int(record["cost"][2]),
+        time_s=float(record["time_s"]),
+        resumed=False,
+    )

@@ -12,8 +12,10 @@ in the model's bounds, labels the model can predict, one sample shape throughout
   (an image folder, a user's dataset), read through a ``DataLoader``, with worker processes
   and pinned memory where asked.
 
-``materialize()`` reads a stream whole into a :class:`robustness.core.data.Dataset`, for the code
-that needs every sample at once (the audit).
+``subset()`` narrows a stream to some positions, so that any set of samples can be read in batches
+(the audit reads its samples this way: :mod:`robustness.core.rows`); ``materialize()`` reads a
+stream whole into a :class:`robustness.core.data.Dataset`, for the code that needs every sample at
+once (the privacy, extraction and watermark methods).
 """
 
 from __future__ import annotations

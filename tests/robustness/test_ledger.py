@@ -36,7 +36,7 @@ def test_fold_carry_rows_and_examples():
     x = torch.arange(5, dtype=torch.float32).view(5, 1, 1, 1)
     y = torch.tensor([0, 1, 2, 3, 4])
     clean_pred = torch.tensor([0, 1, 2, 3, 0])  # sample 4 is misclassified
-    ledger = Ledger(x, y, clean_pred, n_eps=2)
+    ledger = Ledger(y, clean_pred, n_eps=2, sample_shape=(1, 1, 1))
     assert ledger.standing().tolist() == [0, 1, 2, 3] and ledger.n_robust() == 4
 
     # eps 0: the first attack breaks 1; the second claims 1 again (kept by the first) and breaks 2
@@ -51,7 +51,7 @@ def test_fold_carry_rows_and_examples():
     assert ledger.fold(outcome([0, 3], [False, True], x, norm=0.3), "check:fgsm") == 1
     ledger.close_eps()
 
-    rows = [json.loads(line) for line in ledger.sample_rows(IDS, [0.1, 0.2]).splitlines()]
+    rows = [json.loads(line) for line in ledger.sample_lines(IDS, [0.1, 0.2])]
     assert [[e["robust"] for e in r["eps"]] for r in rows] == [
         [True, True],
         [False, False],
@@ -71,7 +71,7 @@ def test_fold_carry_rows_and_examples():
     # the prediction on each sample's example at each eps; the clean one until it broke
     assert [[e["adv_pred"] for e in r["eps"]] for r in rows] == [[0, 0], [9, 9], [7, 7], [3, 9], [0, 0]]
 
-    examples = ledger.examples(IDS, [0.1, 0.2])
+    examples = ledger.examples(x, IDS, [0.1, 0.2])
     order = examples["ids"].tolist()
     assert order[:3] == ["s1", "s2", "s3"]  # broken first, smallest eps first
     at = {sid: i for i, sid in enumerate(order)}

@@ -220,15 +220,23 @@ def build(
     lo, hi = model.bounds
     generator = torch.Generator(device=dev).manual_seed(int(seed))
     x = x.to(dev)
-    inner = sample_ball(x, INNER_POINTS, INNER_RADIUS * eps, norm, generator, on_sphere=False)
-    inner = torch.cat([x[:, None], inner], dim=1).clamp(lo, hi)
-    boundary = sample_ball(x, 1, eps, norm, generator, on_sphere=True)[:, 0].clamp(lo, hi)
     features = FeatureExtractor(model)
     with model.evaluating(freeze=True), torch.no_grad():
-        flat = inner.flatten(0, 1)
-        f_inner = torch.cat([features(flat[i : i + batch_size]) for i in range(0, flat.shape[0], batch_size)])
-        f_inner = f_inner.view(x.shape[0], inner.shape[1], -1)
+        # Each input's inner points are drawn and passed a batch at a time and only their features
+        # kept: all of them at once are 1,000 copies of every input (GBs for ImageNet-sized ones).
+        f_inner = []
+        for i in range(x.shape[0]):
+            parts = [features(x[i : i + 1])]  # the input itself is an inner point
+            for start in range(0, INNER_POINTS, batch_size):
+                count = min(batch_size, INNER_POINTS - start)
+                points = sample_ball(
+                    x[i : i + 1], count, INNER_RADIUS * eps, norm, generator, on_sphere=False
+                )
+                parts.append(features(points[0].clamp(lo, hi)))
+            f_inner.append(torch.cat(parts))
+        boundary = sample_ball(x, 1, eps, norm, generator, on_sphere=True)[:, 0].clamp(lo, hi)
         f_boundary = features(boundary)
+    f_inner = torch.stack(f_inner)
     weight, bias, valid = fit_readouts(f_inner, f_boundary)
     net = BinarizedClassifier(features, x, weight, bias, norm, int(model.num_classes or 2))
     binarized = ModelUnderTest(
@@ -261,6 +269,7 @@ class Binarization(AttackCheck):
         from robustness.audit.stages import Stages
         from robustness.checkpoint import derive_seed
         from robustness.core.errors import RobustnessError
+        from robustness.core.rows import SampleRows
 
         audit = self.audit
         if getattr(audit, "randomized", False):
@@ -269,16 +278,18 @@ class Binarization(AttackCheck):
         eps = max(audit.eps_grid)
         k = min(SAMPLES, audit.cfg.sanity_checks.sample_size)
         chosen = audit.sample(audit.ledger.correct, "binarization", k=k)
-        chosen = chosen[spread_apart(audit.x[chosen], eps, audit.norm)]
+        x = audit.x[chosen]
+        apart = spread_apart(x, eps, audit.norm)
+        chosen, x = chosen[apart], x[apart]
         if chosen.numel() == 0:
             self.skip_reason = "No correctly classified sample to test."
             return
         seed = derive_seed(audit.cfg.seed, "binarization")
-        binarized, valid, source = build(audit.model, audit.x[chosen], eps, audit.norm, seed)
+        binarized, valid, source = build(audit.model, x, eps, audit.norm, seed, batch_size=audit.batch_size)
         n_valid = int(valid.sum())
         stages = Stages(
             model=binarized,
-            x=audit.x[chosen],
+            x=SampleRows(x),
             y=torch.zeros(chosen.numel(), dtype=torch.long),
             norm=audit.norm,
             batch_size=audit.batch_size,

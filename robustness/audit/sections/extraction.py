@@ -55,11 +55,11 @@ class Extraction(AuditSection):
         audit.progress.message("extraction: stealing the model with query budgets")
         return extraction_audit(
             audit.model,
-            block.data if block.data is not None else audit.data,
+            block.data if block.data is not None else audit.dataset(),
             block.queries,
             eval_data=block.eval_data
             if block.eval_data is not None
-            else (audit.data if block.data else None),
+            else (audit.dataset() if block.data else None),
             outputs=block.outputs,
             epochs=block.epochs,
             lr=block.lr,

@@ -62,7 +62,7 @@ class Privacy(AuditSection):
         return privacy_audit(
             self.audit.model,
             block.members,
-            block.non_members if block.non_members is not None else self.audit.data,
+            block.non_members if block.non_members is not None else self.audit.dataset(),
             block.attacks,
             reference_models=block.reference_models,
             recipe=recipe,

@@ -56,7 +56,7 @@ class Watermark(AuditSection):
         return watermark_section(
             model,
             block.key,
-            self.audit.data,
+            self.audit.dataset(),
             alpha=block.alpha,
             surrogates=block.surrogates,
             reference_models=block.reference_models,
