@@ -165,3 +165,68 @@ def image_models(tmp_path, monkeypatch):
     import rb_image_models
 
     return importlib.reload(rb_image_models)
+
+
+# -- peak memory of a run (streaming tests) ---------------------------------------------------
+
+_PRINT_PEAK = (
+    "import json as _json, resource as _resource\n"
+    "print(_json.dumps({'peak_kb': _resource.getrusage(_resource.RUSAGE_SELF).ru_maxrss,\n"
+    "                   'children_kb': _resource.getrusage(_resource.RUSAGE_CHILDREN).ru_maxrss}))\n"
+)
+
+
+@pytest.fixture
+def peak_memory(tmp_path):
+    """``run(code, *argv, modules={name: source})``: run the script ``code`` in a fresh Python
+    process (``sys.argv[1:]`` = ``argv``) with ``modules`` importable; it must exit 0. Returns its
+    output lines and its peak memory: ``(lines, {"peak_kb": ..., "children_kb": ...})``, the
+    maximum resident size of the process and of any child (a reader process)."""
+    import json
+    import subprocess
+    import sys
+    import textwrap
+
+    def run(code: str, *argv: object, modules: dict[str, str] | None = None, timeout: int = 600):
+        for name, source in (modules or {}).items():
+            (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
+        script = tmp_path / "peak_memory_run.py"
+        script.write_text(textwrap.dedent(code) + "\n" + _PRINT_PEAK)
+        path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+        done = subprocess.run(
+            [sys.executable, str(script), *map(str, argv)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": path},
+            timeout=timeout,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        lines = done.stdout.strip().splitlines()
+        return lines[:-1], json.loads(lines[-1])
+
+    return run
+
+
+@pytest.fixture
+def jpeg_folders(tmp_path):
+    """``make(name, n)``: a ``folder:`` root of ``n`` RGB JPEGs of 224 x 224 in four classes (a, b,
+    c, d): 8 small files hard-linked many times, so that decoding, not disk, is what a run costs."""
+    import numpy as np
+    from PIL import Image
+
+    tiles = []
+    for k in range(8):
+        yy, xx = np.mgrid[0:224, 0:224]
+        pixels = np.stack([(xx + 30 * k) % 256, (yy * 2 + k) % 256, ((xx + yy) // 2) % 256], -1)
+        tiles.append(tmp_path / f"tile{k}.jpg")
+        Image.fromarray(pixels.astype(np.uint8)).save(tiles[-1], quality=80)
+
+    def make(name: str, n: int) -> Path:
+        root = tmp_path / name
+        for c in "abcd":
+            (root / c).mkdir(parents=True)
+        for i in range(n):
+            os.link(tiles[i % 8], root / "abcd"[i % 4] / f"{i:05d}.jpg")
+        return root
+
+    return make

@@ -160,15 +160,18 @@ class Ledger:
         from robustness.audit.outputs import sample_line
 
         labels, clean_pred = self.y.tolist(), self.clean_pred.tolist()
+        # [eps][sample] as compact arrays (an element each is quick to read; lists of Python
+        # numbers would cost tens of bytes per sample and eps)
+        robust = np.stack([column.numpy() for column in self.robust_at]) if self.robust_at else None
+        norm = np.stack([column.numpy() for column in self.norm_at]) if self.norm_at else None
+        adv_pred = np.stack([column.numpy() for column in self.adv_pred_at]) if self.adv_pred_at else None
+        columns = range(len(self.robust_at))
         for i, sid in enumerate(ids):
-            robust = [bool(column[i]) for column in self.robust_at]
-            broken_by = [column[i] for column in self.broken_by_at]
-            norms = [
-                float(column[i]) if not ok and by else 0.0
-                for column, ok, by in zip(self.norm_at, robust, broken_by)
-            ]
-            adv_pred = [int(column[i]) for column in self.adv_pred_at]
-            yield sample_line(sid, labels[i], clean_pred[i], eps, robust, broken_by, norms, adv_pred)
+            ok = [bool(robust[j, i]) for j in columns]  # type: ignore[index]
+            by = [self.broken_by_at[j][i] for j in columns]
+            norms = [float(norm[j, i]) if not ok[j] and by[j] else 0.0 for j in columns]  # type: ignore[index]
+            preds = [int(adv_pred[j, i]) for j in columns]  # type: ignore[index]
+            yield sample_line(sid, labels[i], clean_pred[i], eps, ok, by, norms, preds)
 
     def examples(self, x: torch.Tensor, ids: Sequence[str], eps: Sequence[float]) -> dict[str, np.ndarray]:
         """examples.npz, the report's image grid: up to eight samples (broken ones first, one per

@@ -8,10 +8,6 @@ per-sample scalars, so peak memory does not grow with the number of images.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -101,69 +97,43 @@ def test_a_resumed_streamed_audit_ends_with_the_same_numbers(
     assert _lines(tmp_path / "resumed" / "samples.jsonl") == _lines(tmp_path / "whole" / "samples.jsonl")
 
 
-MEMORY_MODEL = textwrap.dedent(
-    """
-    import torch
-    from torch import nn
+MEMORY_MODEL = """
+import torch
+from torch import nn
 
-    def make(num_classes=4):
-        torch.manual_seed(0)
-        return nn.Sequential(nn.AvgPool2d(16), nn.Flatten(), nn.Linear(3 * 14 * 14, num_classes))
-    """
-)
+def make(num_classes=4):
+    torch.manual_seed(0)
+    return nn.Sequential(nn.AvgPool2d(16), nn.Flatten(), nn.Linear(3 * 14 * 14, num_classes))
+"""
 
-MEMORY_AUDIT = textwrap.dedent(
-    """
-    import json, resource, sys
-    from robustness.audit import run_audit
+MEMORY_AUDIT = """
+import sys
+from robustness.audit import run_audit
 
-    config = {
-        "model": {"spec": "rb_mem_model:make", "device": "cpu"},
-        "data": {"spec": "folder:" + sys.argv[1], "batch_size": 16},
-        "threat": {"norm": "linf", "eps": [0.01, 0.03]},
-        "attacks": [{"name": "fgsm"}, {"name": "pgd", "params": {"steps": 2}}],
-        "sanity_checks": {"sample_size": 8},
-        "threads": 1,
-        "output": {"dir": sys.argv[2], "formats": ["json", "md"]},
-    }
-    res = run_audit(config)
-    print(json.dumps({"n": res["data"]["n"], "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
-    """
-)
+config = {
+    "model": {"spec": "rb_mem_model:make", "device": "cpu"},
+    "data": {"spec": "folder:" + sys.argv[1], "batch_size": 16},
+    "threat": {"norm": "linf", "eps": [0.01, 0.03]},
+    "attacks": [{"name": "fgsm"}, {"name": "pgd", "params": {"steps": 2}}],
+    "sanity_checks": {"sample_size": 8},
+    "threads": 1,
+    "output": {"dir": sys.argv[2], "formats": ["json", "md"]},
+}
+print(run_audit(config)["data"]["n"])
+"""
 
 
-def test_an_audit_over_1600_images_peaks_within_300_mb_of_100(tmp_path):
+def test_an_audit_over_1600_images_peaks_within_300_mb_of_100(jpeg_folders, peak_memory, tmp_path):
     """``run_audit`` over 1,600 RGB images of 224 x 224 (0.96 GB as floats) and over 100, with the
     sanity checks: peak memory may differ by 300 MB at most (it held every input, and every
     adversarial example, before the audit read its data batch by batch)."""
-    from PIL import Image
-
-    tiles = []
-    for k in range(8):
-        yy, xx = np.mgrid[0:224, 0:224]
-        pixels = np.stack([(xx + 30 * k) % 256, (yy * 2 + k) % 256, ((xx + yy) // 2) % 256], -1)
-        tiles.append(tmp_path / f"tile{k}.jpg")
-        Image.fromarray(pixels.astype(np.uint8)).save(tiles[-1], quality=80)
-    for name, n in (("few", 100), ("many", 1600)):
-        for c in "abcd":
-            (tmp_path / name / c).mkdir(parents=True)
-        for i in range(n):
-            os.link(tiles[i % 8], tmp_path / name / "abcd"[i % 4] / f"{i:05d}.jpg")
-    (tmp_path / "rb_mem_model.py").write_text(MEMORY_MODEL)
-    (tmp_path / "run.py").write_text(MEMORY_AUDIT)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
     peaks = {}
-    for name in ("few", "many"):
-        done = subprocess.run(
-            [sys.executable, str(tmp_path / "run.py"), str(tmp_path / name), str(tmp_path / f"out-{name}")],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=600,
+    for name, n in (("few", 100), ("many", 1600)):
+        out = tmp_path / f"out-{name}"
+        lines, measured = peak_memory(
+            MEMORY_AUDIT, jpeg_folders(name, n), out, modules={"rb_mem_model": MEMORY_MODEL}
         )
-        assert done.returncode == 0, done.stderr[-3000:]
-        measured = json.loads(done.stdout.strip().splitlines()[-1])
-        assert measured["n"] == (100 if name == "few" else 1600)
+        assert lines == [str(n)]
         peaks[name] = measured["peak_kb"]
     grown_mb = (peaks["many"] - peaks["few"]) / 1024
     assert grown_mb < 300, peaks

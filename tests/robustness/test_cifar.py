@@ -375,62 +375,44 @@ def test_image_options_are_refused_for_cifar_files(tmp_path):
         load_data(f"cifar10:{tmp_path}", image_size=32)
 
 
-MEMORY_RUN = textwrap.dedent(
-    """
-    import json, resource, sys
-    from robustness.cli import main
+MEMORY_RUN = """
+import sys
+from robustness.cli import main
 
-    code = main(["evaluate", "--model", "rb_mem_cifar:make", "--data", "cifar10:" + sys.argv[1] + ":train",
-                 "--batch-size", "256", "--device", "cpu", "--threads", "1", "--json"])
-    print(json.dumps({"code": code, "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
-    """
-)
+assert main(["evaluate", "--model", "rb_mem_cifar:make", "--data", "cifar10:" + sys.argv[1] + ":train",
+             "--batch-size", "256", "--device", "cpu", "--threads", "1", "--json"]) == 0
+"""
 
-MEMORY_MODEL = textwrap.dedent(
-    """
-    import torch
-    from torch import nn
+MEMORY_MODEL = """
+import torch
+from torch import nn
 
-    def make(num_classes=10):
-        torch.manual_seed(0)
-        return nn.Sequential(nn.AvgPool2d(4), nn.Flatten(), nn.Linear(3 * 8 * 8, num_classes))
-    """
-)
+def make(num_classes=10):
+    torch.manual_seed(0)
+    return nn.Sequential(nn.AvgPool2d(4), nn.Flatten(), nn.Linear(3 * 8 * 8, num_classes))
+"""
 
 
-def test_evaluate_over_20000_records_peaks_like_over_500(tmp_path):
+def test_evaluate_over_20000_records_peaks_like_over_500(tmp_path, peak_memory):
     """``robustness evaluate --data cifar10:DIR:train`` over 20,000 records (246 MB as floats, 61 MB
     of files) and over 500: the peak memory of the process grows by less than an eighth of the
     floats' size. Measured: about 3 MB; reading the files whole (as before) grew it by 285 MB,
     and the maps without their pages dropped after each batch by 58 MB."""
-    import subprocess
-    import sys
-
     rng = np.random.default_rng(0)
-    for name, n in (("few", 500), ("many", 20_000)):
+    sizes = {"few": 500, "many": 20_000}
+    for name, n in sizes.items():
         folder = tmp_path / name / "cifar-10-batches-bin"
         folder.mkdir(parents=True)
         for i in range(1, 6):
             rows = rng.integers(0, 256, (n // 5, 3073), dtype=np.uint8)
             rows[:, 0] %= 10
             (folder / f"data_batch_{i}.bin").write_bytes(rows.tobytes())
-    (tmp_path / "rb_mem_cifar.py").write_text(MEMORY_MODEL)
-    (tmp_path / "run.py").write_text(MEMORY_RUN)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
     peaks = {}
-    for name in ("few", "many"):
-        done = subprocess.run(
-            [sys.executable, str(tmp_path / "run.py"), str(tmp_path / name)],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=300,
+    for name, n in sizes.items():
+        lines, measured = peak_memory(
+            MEMORY_RUN, tmp_path / name, modules={"rb_mem_cifar": MEMORY_MODEL}, timeout=300
         )
-        assert done.returncode == 0, done.stderr
-        lines = done.stdout.strip().splitlines()
-        measured = json.loads(lines[-1])
-        assert measured["code"] == 0, done.stderr
-        assert json.loads("\n".join(lines[:-1]))["n"] == (500 if name == "few" else 20_000)
+        assert json.loads("\n".join(lines))["n"] == n
         peaks[name] = measured["peak_kb"]
     floats_mb = 20_000 * 3072 * 4 / 2**20
     grown_mb = (peaks["many"] - peaks["few"]) / 1024

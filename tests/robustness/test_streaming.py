@@ -4,10 +4,6 @@ processes), ``evaluate`` and ``attack`` holding only the batches in flight."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -107,66 +103,32 @@ def test_attack_in_batches_observes_every_sample(tmp_path, capsys, digits_model)
     assert [r["robust_accuracy"] for r in whole] == [r.robust_accuracy for r in direct]
 
 
-MEMORY_RUN = textwrap.dedent(
-    """
-    import json, resource, sys
-    from robustness.cli import main
+MEMORY_RUN = """
+import sys
+from robustness.cli import main
 
-    code = main(["attack", "--model", "rb_mem_model:make", "--data", "folder:" + sys.argv[1], "--attack", "fgsm",
-                 "--eps", "0.03", "--batch-size", "16", "--device", "cpu", "--threads", "1", "--json"])
-    print(json.dumps({"code": code, "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                      "children_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))
-    """
-)
+assert main(["attack", "--model", "rb_mem_model:make", "--data", "folder:" + sys.argv[1], "--attack", "fgsm",
+             "--eps", "0.03", "--batch-size", "16", "--device", "cpu", "--threads", "1", "--json"]) == 0
+"""
 
-MEMORY_MODEL = textwrap.dedent(
-    """
-    from torch import nn
+MEMORY_MODEL = """
+from torch import nn
 
-    def make(num_classes=4):
-        return nn.Sequential(nn.AvgPool2d(16), nn.Flatten(), nn.Linear(3 * 14 * 14, num_classes))
-    """
-)
+def make(num_classes=4):
+    return nn.Sequential(nn.AvgPool2d(16), nn.Flatten(), nn.Linear(3 * 14 * 14, num_classes))
+"""
 
 
-def test_attack_over_1600_images_peaks_within_300_mb_of_100(tmp_path):
+def test_attack_over_1600_images_peaks_within_300_mb_of_100(jpeg_folders, peak_memory):
     """``robustness attack`` over 1,600 RGB images of 224 x 224 (0.96 GB as floats) and over 100:
     peak memory (RSS of the process and of any reader process) may differ by 300 MB at most.
-
-    The images are 8 small JPEG files hard-linked many times (decoding, not disk, is measured);
-    batches of 16 keep the run short on two shared cores.
-    """
-    from PIL import Image
-
-    tiles = []
-    for k in range(8):
-        yy, xx = np.mgrid[0:224, 0:224]
-        pixels = np.stack([(xx + 30 * k) % 256, (yy * 2 + k) % 256, ((xx + yy) // 2) % 256], -1)
-        tiles.append(tmp_path / f"tile{k}.jpg")
-        Image.fromarray(pixels.astype(np.uint8)).save(tiles[-1], quality=80)
-    for name, n in (("few", 100), ("many", 1600)):
-        for c in "abcd":
-            (tmp_path / name / c).mkdir(parents=True)
-        for i in range(n):
-            os.link(tiles[i % 8], tmp_path / name / "abcd"[i % 4] / f"{i:05d}.jpg")
-    (tmp_path / "rb_mem_model.py").write_text(MEMORY_MODEL)
-    (tmp_path / "run.py").write_text(MEMORY_RUN)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    Batches of 16 keep the run short on two shared cores."""
     peaks = {}
-    for name in ("few", "many"):
-        done = subprocess.run(
-            [sys.executable, str(tmp_path / "run.py"), str(tmp_path / name)],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=600,
+    for name, n in (("few", 100), ("many", 1600)):
+        lines, peaks[name] = peak_memory(
+            MEMORY_RUN, jpeg_folders(name, n), modules={"rb_mem_model": MEMORY_MODEL}
         )
-        assert done.returncode == 0, done.stderr
-        lines = done.stdout.strip().splitlines()
-        measured = json.loads(lines[-1])
-        assert measured["code"] == 0, done.stderr
-        assert json.loads("\n".join(lines[:-1]))["n"] == (100 if name == "few" else 1600)
-        peaks[name] = measured
+        assert json.loads("\n".join(lines))["n"] == n
     grown_mb = (peaks["many"]["peak_kb"] - peaks["few"]["peak_kb"]) / 1024
     readers_mb = (peaks["many"]["children_kb"] - peaks["few"]["children_kb"]) / 1024
     assert grown_mb < 300, peaks
