@@ -326,6 +326,34 @@ def test_torchrun_audit_equals_single_process_and_resumes_per_rank(tmp_path):
     assert res["timing"]["resumed_batches"] == len(batches) - len(lost)
 
 
+def test_torchrun_audit_of_a_streamed_image_folder_equals_single_process(
+    tmp_path, image_folder, image_models
+):
+    """An image folder is read batch by batch on each rank (robustness.core.rows): the numbers,
+    samples.jsonl and the report's examples equal one process's."""
+    root = image_folder(14)  # 42 images of 12 x 12: six batches over two ranks, the last one short
+    cfg = tmp_path / "folder.yaml"
+    cfg.write_text(
+        AUDIT_YAML.replace('"zoo:digits-cnn"', '"rb_image_models:make"')
+        .replace('spec: "builtin:digits", n_examples: 48', f'spec: "folder:{root}"')
+        .replace("eps: [0.05, 0.1]", "eps: [0.002, 0.02]")
+        .replace("min_clean_accuracy: 0.5", "min_clean_accuracy: 0.1")
+    )
+    one = _cli(tmp_path, 1, "audit", str(cfg), "-o", "one", "-q")
+    two = _cli(tmp_path, 2, "audit", str(cfg), "-o", "two", "-q")
+    assert one.returncode == 0, one.stderr[-2000:]
+    assert two.returncode == 0, two.stderr[-2000:]
+    assert _audit_numbers(tmp_path / "two") == _audit_numbers(tmp_path / "one")
+    robust = [
+        row["n_robust"] for row in json.loads((tmp_path / "one" / "results.json").read_text())["robust"]
+    ]
+    assert 0 < robust[1] < robust[0], robust
+    import numpy as np
+
+    a, b = (np.load(tmp_path / run / "examples.npz") for run in ("one", "two"))
+    assert all(np.array_equal(a[key], b[key]) for key in a.files)
+
+
 def test_torchrun_usage_error_exits_2_on_every_rank(tmp_path):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text(AUDIT_YAML.replace("eps: [0.05, 0.1]", "eps: [-1]"))
