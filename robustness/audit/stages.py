@@ -11,7 +11,7 @@ each rank runs its share of the batches and every rank gathers every outcome.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -148,6 +148,7 @@ class Stages:
         # load (torn) has its batch read on its own.
         todo = [b for b in mine if not self.checkpoint.batch_path(eps_index, key, b).exists()]
         fresh = self.x.batches(idx, bs, numbers=todo, pin_memory=self.model.device.type == "cuda")
+        unread = set(todo)
         world = self.dist.world_size
         ran = False
         parts: list[StageOutcome] = []
@@ -160,20 +161,11 @@ class Stages:
             own = start + self.dist.rank
             rec = None
             if own < len(batches):
-                bidx = batches[own]
-                if own not in todo:
-                    rec = self.checkpoint.load_batch(eps_index, key, own, sample_shape=self.x.sample_shape)
-                    if rec is not None and not np.array_equal(rec["idx"], bidx.numpy()):
-                        rec = (
-                            None  # out of step with this run (cannot happen with a deterministic model): redo
-                        )
+                rec = None if own in unread else self._saved(eps_index, key, own, batches[own])
                 if rec is None:
-                    if own in todo:
-                        number, xb = next(fresh)
-                        assert number == own, (number, own)  # the stream hands out todo in order
-                    else:
-                        xb = self.x[bidx]
-                    rec = self._attack_batch(spec, bidx, xb, eps, derive_seed(self.seed, eps_index, key, own))
+                    xb = self._next_fresh(fresh, own) if own in unread else self.x[batches[own]]
+                    seed = derive_seed(self.seed, eps_index, key, own)
+                    rec = self._attack_batch(spec, batches[own], xb, eps, seed)
                     self.checkpoint.save_batch(eps_index, key, own, rec)
                     ran = True
             # Everyone's batch of this round, so that every rank folds the same outcomes (and
@@ -213,6 +205,20 @@ class Stages:
             eps, label, int(idx.numel()), out.n_broken, n_robust, self.n, t_total, resumed
         )
         return out
+
+    def _saved(self, eps_index: int, key: str, b: int, bidx: torch.Tensor) -> dict[str, np.ndarray] | None:
+        """Batch ``b``'s checkpoint record, or None: missing, torn, or out of step with this run
+        (other samples: cannot happen with a deterministic model), so it is attacked again."""
+        rec = self.checkpoint.load_batch(eps_index, key, b, sample_shape=self.x.sample_shape)
+        return rec if rec is not None and np.array_equal(rec["idx"], bidx.numpy()) else None
+
+    @staticmethod
+    def _next_fresh(fresh: Iterator[tuple[int, torch.Tensor]], b: int) -> torch.Tensor:
+        """Batch ``b``'s inputs from the stage's one pass over the batches it must attack."""
+        number, xb = next(fresh)
+        if number != b:  # the rows hand out the batches asked for, in order
+            raise RuntimeError(f"read batch {number} where batch {b} was due")
+        return xb
 
     def _attack_batch(
         self, spec: AttackSpec, bidx: torch.Tensor, xb: torch.Tensor, eps: float, seed: int
