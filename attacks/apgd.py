@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 import torch
 
 from attacks.base import Attack, AttackContext
-from attacks.layout import in_layout, input_layout
+from attacks.layout import in_layout, iterate_layout
 from attacks.losses import ce_loss, dlr_loss
 from attacks.registry import register
 from attacks.steps import ascent_direction
@@ -181,7 +181,7 @@ def apgd_run(
 
     x_cur = _random_start(ctx, x, eps)
     # The model sees the iterates in the layout of the batch (see attacks.layout).
-    layout = input_layout(x)
+    layout = iterate_layout(ctx, x)
     draws, loss, grad = _loss_and_grad(ctx, x_cur, y, loss_targets, loss_fn, eot_iter, layout)
     # Per-sample state of the samples still being attacked; compacted when samples break.
     active = _Active(

@@ -281,7 +281,18 @@ class AttackContext:
         self.compact_every = compact_interval(self.device)
         # Predictions whose majority judges success (see majority_vote); 1 for a deterministic model.
         self.votes = 1
+        # The memory layout the iterates run in, per input shape and dtype (attacks.layout).
+        self.layouts: dict[tuple[tuple[int, ...], torch.dtype], torch.memory_format] = {}
         self._counter = counter
+
+    @contextmanager
+    def uncounted(self) -> Iterator[None]:
+        """Passes made inside are not the attack's (a probe of the model): the counts are restored."""
+        forward, backward = self._counter.forward, self._counter.backward
+        try:
+            yield
+        finally:
+            self._counter.forward, self._counter.backward = forward, backward
 
     @property
     def n_forward(self) -> int:

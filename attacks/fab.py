@@ -26,10 +26,27 @@ from typing import Any
 import torch
 
 from attacks.base import Attack, AttackContext
-from attacks.layout import in_layout, input_layout
+from attacks.layout import in_layout, iterate_layout
 from attacks.registry import register
 from robustness.core.errors import AttackError
 from robustness.core.threat import lp_norm
+
+
+def _sort_rows(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``t.sort(dim=1)`` (values, indices) of a float32 matrix of non-NaN values.
+
+    On the CPU through NumPy's argsort (vectorised introsort, AVX-512 where there is one): on
+    FAB's (2 x batch, 3072) breakpoints of a CIFAR-shaped input it takes about a fifth of the
+    time of ``torch.sort``, the largest single cost of a FAB step there. Equal values may come
+    out in another order than ``torch.sort``'s (neither is stable); the projection is the same
+    up to the rounding of the sums over them.
+    """
+    if t.device.type != "cpu" or t.dtype != torch.float32 or t.dim() != 2 or t.requires_grad:
+        return t.sort(dim=1)
+    import numpy as np
+
+    order = torch.from_numpy(np.argsort(t.contiguous().numpy(), axis=1)).to(torch.long)
+    return t.gather(1, order), order
 
 
 def project_on_hyperplane_box(
@@ -58,7 +75,7 @@ def project_on_hyperplane_box(
     scale = torch.ones_like(aw) if norm == "linf" else aw
     inf = torch.tensor(float("inf"), dtype=p.dtype, device=p.device)
     bp = torch.where(moving, cap / torch.where(moving, scale, 1.0), inf)
-    bps, order = bp.sort(dim=1)
+    bps, order = _sort_rows(bp)
     full = (aw * cap).gather(1, order)  # contribution of a coordinate once at its bound
     slope = (aw * scale).gather(1, order)  # rate of a coordinate still moving
     sat = full.cumsum(dim=1)  # contribution of the first j+1 (saturated) coordinates
@@ -117,7 +134,7 @@ def _fab_run(
     b = x.shape[0]
     view = (-1,) + (1,) * (x.dim() - 1)
     flat = x[0].numel()
-    layout = input_layout(x)
+    layout = iterate_layout(ctx, x)
     if random_start:
         u = 2 * ctx.rand(*x.shape) - 1 if norm == "linf" else ctx.randn(*x.shape)
         u = u / (lp_norm(u, norm).view(view) + 1e-12)

@@ -21,7 +21,7 @@ import torch
 from torch.nn.functional import cross_entropy
 
 from attacks.base import Attack, AttackContext
-from attacks.layout import in_layout, input_layout
+from attacks.layout import in_layout, iterate_layout
 from attacks.registry import register
 from robustness.core.errors import AttackError
 
@@ -254,7 +254,7 @@ class Square(Attack):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         lo, hi = ctx.bounds
         n, c, h, w = x.shape
-        layout = input_layout(x)
+        layout = iterate_layout(ctx, x)
         n_iters, p_init = int(self.params["n_queries"]), float(self.params["p_init"])
         # Vertical stripes: one random sign per column and channel, at full eps.
         stripes = _signs((n, c, 1, w), ctx)
@@ -321,7 +321,7 @@ class Square(Attack):
                 sign = _signs((n, c, 1, 1), ctx)
                 delta[:, :, r : r + s0, q : q + s0] += tile * sign
         x_best = (x + delta / (_l2(delta) + 1e-12) * eps).clamp(lo, hi)
-        layout = input_layout(x)
+        layout = iterate_layout(ctx, x)
         margin, loss = self._score(ctx, x_best, y, targets, layout)
         rows = torch.arange(h, device=dev).view(1, h, 1)
         cols = torch.arange(w, device=dev).view(1, 1, w)

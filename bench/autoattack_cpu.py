@@ -11,16 +11,17 @@ the best of ``--rounds`` kept, so that a busy machine slows all of them alike:
 - the reference: ``pyautoattack`` (Croce & Hein's code), ``version="standard"``, seed 0;
 - torchattacks' ``AutoAttack(version="standard")`` (its members default to 10 iterations, so a
   smaller budget than the reference's: shown for comparison, not as a peer at the same budget);
-- ``autoattack`` on the slow path of before the layout fix (every iterate in NCHW strides, as the
-  element-wise arithmetic produces it): once per eps, for the before/after ratio.
+- ``autoattack`` as it was before the channels-last probe and FAB's NumPy sort (the iterates in
+  the batch's own layout, ``torch.sort`` in FAB's projection): once per eps, for the before/after
+  ratio and the per-sample check against the code before the change.
 
 Per implementation and eps: the time, the robust accuracy, and per member the time (ours and the
 reference's members are timed by wrapping their entry points). Per sample, ours is compared with
-the reference (robust here but broken there, and the reverse) and with the slow path.
+the reference (robust here but broken there, and the reverse) and with the code before.
 
 Workloads: ``zoo:digits-cnn`` on the first ``--n`` digits test images (1x8x8) and, with
-``--cifar``, a small CIFAR-shaped CNN (3x32x32) trained for a few epochs on upscaled digits, once
-with the batch in NCHW and once with the same batch stored channels-last. The
+``--cifar``, a small CIFAR-shaped CNN (3x32x32) trained for a few epochs on upscaled digits, with
+the batch in NCHW and/or stored channels-last (``--cifar-layout``). The
 section "AutoAttack on the CPU (bench/autoattack_cpu.py)" of bench/RESULTS.md is replaced.
 """
 
@@ -48,6 +49,7 @@ from resultsfile import write_section  # noqa: E402 - bench/resultsfile.py
 import attacks.apgd  # noqa: E402
 import attacks.fab  # noqa: E402
 import attacks.square  # noqa: E402
+from attacks.layout import input_layout  # noqa: E402
 from attacks.registry import get_attack  # noqa: E402
 from robustness.core.data import load_data  # noqa: E402
 from robustness.core.model import ModelUnderTest, load_model  # noqa: E402
@@ -125,21 +127,32 @@ def run_ours(mut: ModelUnderTest, x: torch.Tensor, y: torch.Tensor, eps: float) 
     attack = get_attack("autoattack")
     times: dict[str, float] = {}
     timed_members({m.name: (m, "perturb_attributed") for m in attack._attacks}, times)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.thread_time()
     result = attack(mut, x, y, eps=eps, seed=0)
-    return {"time": time.perf_counter() - t0, "robust": result.robust.clone(), "members": times}
+    elapsed, cpu = time.perf_counter() - t0, time.thread_time() - c0
+    return {
+        "time": elapsed,
+        "cpu": cpu,
+        "robust": result.robust.clone(),
+        "x_adv": result.x_adv,
+        "members": times,
+    }
 
 
-def run_ours_slow_path(mut: ModelUnderTest, x: torch.Tensor, y: torch.Tensor, eps: float) -> dict[str, Any]:
-    """Ours with every iterate left in the strides the arithmetic gives it (before the layout fix)."""
-    saved = {module: module.in_layout for module in (attacks.apgd, attacks.fab, attacks.square)}
+def run_ours_before(mut: ModelUnderTest, x: torch.Tensor, y: torch.Tensor, eps: float) -> dict[str, Any]:
+    """Ours as before the channels-last probe and FAB's NumPy sort: the iterates in the batch's own
+    layout (``input_layout``), ``torch.sort`` in FAB's projection."""
+    saved = {module: module.iterate_layout for module in (attacks.apgd, attacks.fab, attacks.square)}
+    saved_sort = attacks.fab._sort_rows
     for module in saved:
-        module.in_layout = lambda t, layout: t
+        module.iterate_layout = lambda ctx, t: input_layout(t)
+    attacks.fab._sort_rows = lambda t: t.sort(dim=1)
     try:
         return run_ours(mut, x, y, eps)
     finally:
         for module, fn in saved.items():
-            module.in_layout = fn
+            module.iterate_layout = fn
+        attacks.fab._sort_rows = saved_sort
 
 
 def run_reference(mut: ModelUnderTest, x: torch.Tensor, y: torch.Tensor, eps: float) -> dict[str, Any]:
@@ -158,13 +171,13 @@ def run_reference(mut: ModelUnderTest, x: torch.Tensor, y: torch.Tensor, eps: fl
         },
         times,
     )
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.thread_time()
     # The reference views its inputs (.view), which a channels-last batch refuses: it gets NCHW.
     x_adv, _ = reference.run_standard_evaluation(x.contiguous(), y.clone(), batch_size=len(y))
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.thread_time() - c0
     with torch.no_grad():
         robust = net(x_adv).argmax(dim=1) == y
-    return {"time": elapsed, "robust": robust, "members": times}
+    return {"time": elapsed, "cpu": cpu, "robust": robust, "members": times}
 
 
 def run_torchattacks(mut: ModelUnderTest, x: torch.Tensor, y: torch.Tensor, eps: float) -> dict[str, Any]:
@@ -172,12 +185,12 @@ def run_torchattacks(mut: ModelUnderTest, x: torch.Tensor, y: torch.Tensor, eps:
 
     net = mut.net.eval()
     attack = torchattacks.AutoAttack(net, norm="Linf", eps=eps, version="standard", n_classes=10, seed=0)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.thread_time()
     x_adv = attack(x.contiguous(), y.clone())
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.thread_time() - c0
     with torch.no_grad():
         robust = net(x_adv).argmax(dim=1) == y
-    return {"time": elapsed, "robust": robust, "members": {}}
+    return {"time": elapsed, "cpu": cpu, "robust": robust, "members": {}}
 
 
 RUNNERS = {"ours": run_ours, "reference": run_reference, "torchattacks": run_torchattacks}
@@ -189,39 +202,47 @@ def bench_workload(
     rows, member_rows, notes = [], [], []
     for eps in eps_list:
         best: dict[str, dict[str, Any]] = {}
+        best_cpu: dict[str, float] = {}
         for r in range(rounds):
             for name, runner in RUNNERS.items():
                 out = runner(mut, x, y, eps)
                 print(
-                    f"{label} eps {eps} round {r} {name}: {out['time']:.1f} s, robust {out['robust'].float().mean():.3f}",
+                    f"{label} eps {eps} round {r} {name}: {out['time']:.1f} s (CPU {out['cpu']:.1f} s), "
+                    f"robust {out['robust'].float().mean():.3f}",
                     flush=True,
                 )
+                best_cpu[name] = min(best_cpu.get(name, float("inf")), out["cpu"])
                 if name not in best or out["time"] < best[name]["time"]:
                     best[name] = out
                 elif not torch.equal(out["robust"], best[name]["robust"]) and name != "torchattacks":
                     notes.append(f"{label}, eps {eps}: {name}'s robust samples changed between rounds")
-        slow = run_ours_slow_path(mut, x, y, eps)
-        print(f"{label} eps {eps} ours slow path: {slow['time']:.1f} s", flush=True)
+        slow = run_ours_before(mut, x, y, eps)
+        print(f"{label} eps {eps} ours before: {slow['time']:.1f} s", flush=True)
         ours, ref = best["ours"], best["reference"]
+        best_cpu["ours before this change"] = slow["cpu"]
         n = len(y)
-        for name, out in (*best.items(), ("ours, slow path (before)", slow)):
+        for name, out in (*best.items(), ("ours before this change", slow)):
             ratio = out["time"] / ref["time"]
+            cpu_ratio = best_cpu[name] / best_cpu["reference"]
             rows.append(
-                f"| {label} | {n} | {eps} | {name} | {out['time']:.1f} | {ratio:.2f}x | "
-                f"{out['robust'].float().mean():.3f} |"
+                f"| {label} | {n} | {eps} | {name} | {out['time']:.1f} | {ratio:.2f}x | {best_cpu[name]:.1f} | "
+                f"{cpu_ratio:.2f}x | {out['robust'].float().mean():.3f} |"
             )
         more_robust = int((ours["robust"] & ~ref["robust"]).sum())
         less_robust = int((~ours["robust"] & ref["robust"]).sum())
         vs_slow = int((ours["robust"] & ~slow["robust"]).sum())
         notes.append(
             f"{label}, eps {eps}: ours {ours['time'] / ref['time']:.2f}x the reference's time "
-            f"({'met' if ours['time'] <= 0.5 * ref['time'] else 'MISSED'} against <= 0.5x), "
-            f"{ours['time'] / slow['time']:.2f}x the slow path's; robust accuracy {ours['robust'].float().mean():.3f} "
+            f"({'met' if ours['time'] <= 0.5 * ref['time'] else 'MISSED'} against <= 0.5x; CPU time "
+            f"{best_cpu['ours'] / best_cpu['reference']:.2f}x, "
+            f"{'met' if best_cpu['ours'] <= 0.5 * best_cpu['reference'] else 'MISSED'}), "
+            f"{ours['time'] / slow['time']:.2f}x the code before's; robust accuracy {ours['robust'].float().mean():.3f} "
             f"vs {ref['robust'].float().mean():.3f} "
             f"({'met' if ours['robust'].sum() <= ref['robust'].sum() else 'MISSED'}: no higher); per sample, "
             f"{more_robust} robust here but broken by the reference, {less_robust} the reverse; "
-            f"{vs_slow} robust here but broken by the slow path "
-            f"(identical masks: {bool(torch.equal(ours['robust'], slow['robust']))})"
+            f"{vs_slow} robust here but broken by the code before "
+            f"(identical masks: {bool(torch.equal(ours['robust'], slow['robust']))}; adversarial examples "
+            f"differ by at most {float((ours['x_adv'] - slow['x_adv']).abs().max()):.1e})"
         )
         for member in MEMBERS:
             member_rows.append(
@@ -244,7 +265,10 @@ def main() -> None:
         "--cifar-n", type=int, default=0, help="images of the CIFAR-shaped workload (default: --n)"
     )
     parser.add_argument("--only-cifar", action="store_true", help="the CIFAR-shaped workload only")
-    parser.add_argument("--cifar-layout", choices=("both", "nchw", "channels-last"), default="both")
+    parser.add_argument("--cifar-layout", choices=("both", "nchw", "channels-last"), default="nchw")
+    parser.add_argument(
+        "--cifar-rounds", type=int, default=0, help="rounds of the CIFAR-shaped workload (default: --rounds)"
+    )
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -270,7 +294,8 @@ def main() -> None:
 
     rows, member_rows, notes = [], [], []
     for label, mut, x, y, eps_list in workloads:
-        r, m, n = bench_workload(label, mut, x, y, eps_list, args.rounds)
+        rounds = (args.cifar_rounds or args.rounds) if label.startswith("small CNN") else args.rounds
+        r, m, n = bench_workload(label, mut, x, y, eps_list, rounds)
         rows += r
         member_rows += m
         notes += n
@@ -288,15 +313,17 @@ def main() -> None:
             f"{getattr(pyautoattack, '__version__', '0.2.0')}, torchattacks {torchattacks.__version__}; {minutes:.1f} min "
             "on 2 cores shared with other jobs. Linf, standard version, seed 0; every implementation on the "
             "same images in one process, rounds interleaved, the best of the rounds kept. Ratio: time / the "
-            "reference's time.",
+            "reference's time. CPU time: the thread's (time.thread_time), best round, less sensitive to "
+            "the other jobs on the cores than the wall time.",
             "",
-            "| workload | n | eps | implementation | time (s) | x reference | robust acc |",
-            "|---|---|---|---|---|---|---|",
+            "| workload | n | eps | implementation | time (s) | x reference | CPU time (s) | x reference (CPU) "
+            "| robust acc |",
+            "|---|---|---|---|---|---|---|---|---|",
             *rows,
             "",
-            "Per member (seconds; the best round of ours and of the reference; the slow path's one run):",
+            "Per member (seconds; the best round of ours and of the reference; the code before's one run):",
             "",
-            "| workload | eps | member | reference | ours before (slow path) | ours | ours / reference |",
+            "| workload | eps | member | reference | ours before | ours | ours / reference |",
             "|---|---|---|---|---|---|---|",
             *member_rows,
             "",
