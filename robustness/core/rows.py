@@ -14,20 +14,17 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-if TYPE_CHECKING:
-    from robustness.core.stream import DataStream
+from robustness.core.stream import DataStream, TensorStream
 
 
 class SampleRows:
     """The inputs of ``n`` samples of one shape, by position (see the module docstring)."""
 
     def __init__(self, source: DataStream | torch.Tensor) -> None:
-        from robustness.core.stream import TensorStream
-
         self.stream = None if isinstance(source, torch.Tensor) else source
         # In memory: the tensor itself, so that reading a row is an index, as it always was.
         self.tensor: torch.Tensor | None = None
