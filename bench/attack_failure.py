@@ -12,7 +12,6 @@ failure (bench/attack_failure.py)' section of bench/RESULTS.md.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import os
 import platform
@@ -24,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 # Run as a script, bench/ comes first on sys.path and bench/attacks.py would shadow the attacks package.
 sys.path.insert(0, str(HERE.parent))
 
-from resultsfile import write_section  # noqa: E402
+from resultsfile import digits_arguments, publish  # noqa: E402
 
 EPS = 0.1
 
@@ -100,19 +99,13 @@ def cost(model, x, y, repeats: int = 3) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=100, help="digits test samples (default 100)")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args()
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    args = digits_arguments(__doc__.splitlines()[0])
     import torch
 
     from attacks.registry import get_attack
     from robustness import load_data
     from robustness.audit.indicators import INDICATORS
 
-    torch.set_num_threads(args.threads)
     data = load_data("builtin:digits", n_examples=args.n, seed=0)
     zoo = models()
     lines = [
@@ -153,9 +146,7 @@ def main() -> None:
         "or backward pass: the trace keeps three losses per sample and run on the device).",
     ]
     section = "\n".join(lines) + "\n"
-    print(section)
-    if not args.no_write:
-        write_section(HERE / "RESULTS.md", section)
+    publish(section, write=not args.no_write)
 
 
 if __name__ == "__main__":

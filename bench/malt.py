@@ -10,7 +10,6 @@ bench/RESULTS.md with the machine named.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
@@ -21,7 +20,7 @@ HERE = Path(__file__).resolve().parent
 # Run as a script, bench/ comes first on sys.path and bench/attacks.py would shadow the attacks package.
 sys.path.insert(0, str(HERE.parent))
 
-from resultsfile import write_section  # noqa: E402
+from resultsfile import digits_arguments, publish  # noqa: E402
 
 CASES = [("zoo:digits-cnn", 0.05), ("zoo:digits-cnn", 0.1), ("zoo:digits-cnn-pgdat", 0.2)]
 
@@ -56,15 +55,9 @@ def run(model_spec: str, eps: float, n: int) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=100, help="digits test samples (default 100)")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args()
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    args = digits_arguments(__doc__.splitlines()[0])
     import torch
 
-    torch.set_num_threads(args.threads)
     rows = [row for spec, eps in CASES for row in run(spec, eps, args.n)]
     lines = [
         "## MALT against AutoAttack (bench/malt.py)",
@@ -91,9 +84,7 @@ def main() -> None:
         f"{'met' if ok else 'NOT met'} in every case; speed-up {ratios}.",
     ]
     section = "\n".join(lines) + "\n"
-    print(section)
-    if not args.no_write:
-        write_section(HERE / "RESULTS.md", section)
+    publish(section, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from resultsfile import write_section  # noqa: E402
+from resultsfile import publish  # noqa: E402
 
 
 def audit(code: Path, outdir: Path) -> tuple[dict, float]:
@@ -104,9 +104,7 @@ def main() -> None:
             "",
         ]
     )
-    print(section)
-    if not args.no_write:
-        write_section(HERE / "RESULTS.md", section)
+    publish(section, write=not args.no_write)
     if not same:
         raise SystemExit(1)
 

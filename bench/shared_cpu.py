@@ -25,7 +25,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO))
 
-from resultsfile import write_section  # noqa: E402
+from resultsfile import publish  # noqa: E402
 
 CONFIG = REPO / "examples" / "digits-audit.yaml"
 
@@ -118,9 +118,7 @@ def main() -> None:
         + ".",
     ]
     section = "\n".join(lines) + "\n"
-    print(section)
-    if not args.no_write:
-        write_section(HERE / "RESULTS.md", section)
+    publish(section, write=not args.no_write)
 
 
 if __name__ == "__main__":
